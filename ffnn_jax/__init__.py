@@ -1,0 +1,31 @@
+"""ffnn_jax: feedforward networks trained by gradient descent on θ, with jax.grad and optax.
+
+θ is every weight matrix W_i and bias b_i (a pytree of ``LayerParams``); ``jax.grad`` of the
+pure :func:`loss` gives ∇θ with the same structure; a jitted step applies θ ← θ − η∇θ (or any
+optax optimizer), and :func:`train` fuses each epoch into one compiled program.
+"""
+
+from ._data import Dataset as Dataset
+from ._data import load_dataset as load_dataset
+from ._data import load_diabetes as load_diabetes
+from ._data import load_digits as load_digits
+from ._losses import loss as loss
+from ._model import forward as forward
+from ._optim import make_optimizer as make_optimizer
+from ._params import count_params as count_params
+from ._params import init_params as init_params
+from ._params import ravel as ravel
+from ._step import TrainState as TrainState
+from ._step import init_train_state as init_train_state
+from ._step import make_train_step as make_train_step
+from ._train import TrainingDivergedError as TrainingDivergedError
+from ._train import TrainResult as TrainResult
+from ._train import train as train
+from ._config import TrainConfig as TrainConfig
+from ._inference import evaluate as evaluate
+from ._inference import predict as predict
+from ._inference import predict_proba as predict_proba
+from ._types import LayerParams as LayerParams
+
+
+__version__ = "0.1.0"

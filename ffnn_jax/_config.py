@@ -1,0 +1,103 @@
+"""``TrainConfig``: every setting of a training run, validated once when it is built."""
+
+import dataclasses
+from typing import Any, Callable, Optional, Tuple
+
+import optax
+
+from ._errors import check_choice, check_non_negative_int, check_positive_int, check_real
+from ._losses import canonical_loss
+from ._model import resolve_activation
+from ._optim import OPTIMIZERS, SCHEDULES
+from ._params import WEIGHT_INITS
+
+
+TASKS = ("auto", "classification", "regression")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings of :func:`ffnn_jax.train`; invalid values raise in ``__post_init__``."""
+
+    hidden_sizes: Tuple[int, ...] = (100,)
+    activation: str | Callable = "relu"
+    loss: Optional[str] = None  # None: cross_entropy for classification, squared_error for regression
+    task: str = "auto"  # "auto" infers from y: int labels -> classification, floats -> regression
+    n_classes: Optional[int] = None  # None: max label + 1
+    weight_init: str | Callable = "xavier"
+    optimizer: Any = "sgd"  # a name from OPTIMIZERS or an optax.GradientTransformation
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+    beta: float = 0.9  # RMSProp decay
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    weight_decay: float = 0.0  # λ of the L2 term (λ/2)Σ‖W‖²; decoupled decay for "adamw"
+    lr_schedule: str = "constant"
+    lr_decay_rate: float = 0.1
+    lr_decay_steps: Optional[int] = None  # None: the whole run (step schedule: a third of it)
+    warmup_steps: int = 0
+    max_grad_norm: Optional[float] = None  # global-norm clipping; None: off
+    epochs: int = 100
+    batch_size: Optional[int] = 32  # None: full-batch gradient descent
+    shuffle: bool = True  # a fresh permutation of the training set every epoch
+    seed: int = 0
+    validation_fraction: float = 0.0  # held out (stratified) when validation_data is None
+    early_stopping: bool = False
+    patience: int = 10  # epochs without improvement > min_delta before stopping
+    min_delta: float = 1e-4
+    restore_best: bool = True  # with early stopping: return the best epoch's params
+    standardize: bool = False  # scale x to zero mean, unit variance (kept for predict)
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if isinstance(self.hidden_sizes, (str, bytes)) or not hasattr(self.hidden_sizes, "__iter__"):
+            raise TypeError(f"`hidden_sizes` must be a sequence of positive integers, got {self.hidden_sizes!r}")
+        sizes = tuple(self.hidden_sizes)
+        for i, size in enumerate(sizes):
+            check_positive_int(f"hidden_sizes[{i}]", size)
+        object.__setattr__(self, "hidden_sizes", tuple(int(s) for s in sizes))
+        resolve_activation(self.activation)
+        if self.loss is not None:
+            object.__setattr__(self, "loss", canonical_loss(self.loss))
+        object.__setattr__(self, "task", check_choice("task", self.task, TASKS))
+        check_positive_int("n_classes", self.n_classes, allow_none=True)
+        if not callable(self.weight_init):
+            object.__setattr__(self, "weight_init", check_choice("weight_init", self.weight_init, WEIGHT_INITS))
+        if not isinstance(self.optimizer, optax.GradientTransformation):
+            if not isinstance(self.optimizer, str):
+                raise TypeError(
+                    f"`optimizer` must be one of {list(OPTIMIZERS)} or an optax.GradientTransformation, "
+                    f"got {self.optimizer!r}"
+                )
+            object.__setattr__(self, "optimizer", check_choice("optimizer", self.optimizer, OPTIMIZERS))
+        check_real("learning_rate", self.learning_rate, low=0.0, low_inclusive=False)
+        for name in ("momentum", "beta", "beta1", "beta2"):
+            check_real(name, getattr(self, name), low=0.0, high=1.0, high_inclusive=False)
+        check_real("epsilon", self.epsilon, low=0.0, low_inclusive=False)
+        check_real("weight_decay", self.weight_decay, low=0.0)
+        object.__setattr__(self, "lr_schedule", check_choice("lr_schedule", self.lr_schedule, SCHEDULES))
+        check_real("lr_decay_rate", self.lr_decay_rate, low=0.0)
+        check_positive_int("lr_decay_steps", self.lr_decay_steps, allow_none=True)
+        check_non_negative_int("warmup_steps", self.warmup_steps)
+        if self.max_grad_norm is not None:
+            check_real("max_grad_norm", self.max_grad_norm, low=0.0, low_inclusive=False)
+        check_positive_int("epochs", self.epochs)
+        check_positive_int("batch_size", self.batch_size, allow_none=True)
+        check_non_negative_int("seed", self.seed)
+        check_real("validation_fraction", self.validation_fraction, low=0.0, high=1.0, high_inclusive=False)
+        check_non_negative_int("patience", self.patience)
+        check_real("min_delta", self.min_delta, low=0.0)
+        object.__setattr__(self, "dtype", check_choice("dtype", self.dtype, ("float32", "float64")))
+        for name in ("shuffle", "early_stopping", "restore_best", "standardize"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        """JSON-friendly view (callables and transformations by name)."""
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if callable(value) or isinstance(value, optax.GradientTransformation):
+                out[key] = getattr(value, "__name__", type(value).__name__)
+        out["hidden_sizes"] = list(self.hidden_sizes)
+        return out

@@ -1,0 +1,78 @@
+"""Using trained parameters: class predictions, probabilities and evaluation."""
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from ._data import infer_task, validate_x, validate_y
+from ._losses import canonical_loss
+from ._model import forward
+from ._params import layer_sizes_of
+from ._step import ModelSpec, evaluate_arrays
+from ._types import Activation, Array, Params
+
+
+def predict_proba(params: Params, x: Array, *, activation: Activation = "relu", multi_label: bool = False) -> Array:
+    """Class probabilities: softmax over scores ``[n, k]``, or sigmoids for multi-label/binary
+    sigmoid outputs (``multi_label=True``, as trained with ``binary_cross_entropy``)."""
+    x = validate_x(x, "x", n_features=layer_sizes_of(params)[0], dtype=params[0].W.dtype)
+    scores = forward(params, x, activation=activation)
+    return jax.nn.sigmoid(scores) if multi_label else jax.nn.softmax(scores)
+
+
+def predict(
+    params: Params,
+    x: Array,
+    *,
+    activation: Activation = "relu",
+    task: str = "classification",
+    multi_label: bool = False,
+) -> Array:
+    """Predictions for ``x`` [n, d]: int labels [n] (argmax of scores) for classification,
+    0/1 [n, k] (squeezed to [n] for one output) for multi-label, raw outputs for regression
+    (squeezed to [n] for one output)."""
+    x = validate_x(x, "x", n_features=layer_sizes_of(params)[0], dtype=params[0].W.dtype)
+    scores = forward(params, x, activation=activation)
+    if task == "regression":
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+    if multi_label:
+        labels = (scores > 0).astype(jnp.int32)
+        return labels[:, 0] if labels.shape[1] == 1 else labels
+    return jnp.argmax(scores, axis=-1).astype(jnp.int32)
+
+
+def evaluate(
+    params: Params,
+    x: Array,
+    y: Array,
+    *,
+    activation: Activation = "relu",
+    loss: Optional[str] = None,
+    weight_decay: float = 0.0,
+    task: str = "auto",
+) -> dict:
+    """Loss (with the L2 term when ``weight_decay`` > 0) and accuracy, or R² for regression.
+
+    Returns:
+      ``{"loss": float, "accuracy": float}`` or ``{"loss": float, "r2": float}``.
+    """
+    dtype = params[0].W.dtype
+    x = validate_x(x, "x", n_features=layer_sizes_of(params)[0], dtype=dtype)
+    task = infer_task(y) if task == "auto" else task
+    loss = canonical_loss(loss or ("cross_entropy" if task == "classification" else "squared_error"))
+    n_out = layer_sizes_of(params)[-1]
+    y = validate_y(
+        y,
+        "y",
+        n_samples=len(x),
+        task=task,
+        n_classes=n_out if loss != "binary_cross_entropy" else None,
+        multi_label=loss == "binary_cross_entropy",
+        dtype=dtype,
+    )
+    model = ModelSpec(activation, loss, task == "classification")
+    metrics = evaluate_arrays(params, x, y, jnp.asarray(weight_decay, jnp.float32), model=model)
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+

@@ -1,0 +1,145 @@
+"""Losses: element-wise terms (one value per example) and the scalar objective ``loss``.
+
+The objective is the lecture's batch mean plus an L2 penalty (λ/2) Σ_i ‖W_i‖² on weights only.
+Every per-example function takes the network's raw scores, never probabilities, so softmax and
+sigmoid are folded into the loss in a numerically stable way.
+"""
+
+from typing import Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from ._errors import check_choice
+from ._model import forward
+from ._types import Activation, Array, Batch, Params
+
+
+def softmax_cross_entropy(scores: Array, y: Array) -> Array:
+    """``-log softmax(scores)[y]`` per example; y is int labels ``[batch]`` or one-hot ``[batch, k]``."""
+    log_probs = jax.nn.log_softmax(scores)
+    if y.ndim == scores.ndim:
+        return -jnp.sum(y * log_probs, axis=-1)
+    return -jnp.take_along_axis(log_probs, y[:, None].astype(jnp.int32), axis=-1)[:, 0]
+
+
+def _as_one_hot(y: Array, scores: Array) -> Array:
+    return y if y.ndim == scores.ndim else jax.nn.one_hot(y, scores.shape[-1], dtype=scores.dtype)
+
+
+def squared_error(scores: Array, y: Array, *, classification: bool) -> Array:
+    """``Σ_j (ŷ_j − y_j)²`` per example; for classification ŷ = softmax(scores) and y one-hot."""
+    if classification:
+        prediction, target = jax.nn.softmax(scores), _as_one_hot(y, scores)
+    else:
+        prediction, target = scores, y.reshape(scores.shape)
+    return jnp.sum((prediction - target) ** 2, axis=-1)
+
+
+def binary_cross_entropy(scores: Array, y: Array) -> Array:
+    """``Σ_j −[y_j log σ(s_j) + (1 − y_j) log(1 − σ(s_j))]`` per example, from logits."""
+    y = y.reshape(scores.shape).astype(scores.dtype)
+    return jnp.sum(jax.nn.softplus(scores) - y * scores, axis=-1)
+
+
+LOSSES = ("cross_entropy", "squared_error", "binary_cross_entropy")
+LOSS_ALIASES = {
+    "cross_entropy": "cross_entropy",
+    "categorical_cross_entropy": "cross_entropy",
+    "log_loss": "cross_entropy",
+    "squared_error": "squared_error",
+    "mean_squared_error": "squared_error",
+    "mse": "squared_error",
+    "binary_cross_entropy": "binary_cross_entropy",
+}
+
+
+def canonical_loss(name: str) -> str:
+    """Maps a loss name or alias (case-insensitive) to one of ``LOSSES``."""
+    return LOSS_ALIASES[check_choice("loss", name, LOSS_ALIASES)]
+
+
+def per_example_loss(scores: Array, y: Array, loss: str, *, classification: Optional[bool] = None) -> Array:
+    """One loss value per example ``[batch]`` for the named loss.
+
+    ``classification`` only matters for squared error: it is inferred from y (integer labels or
+    a one-hot matrix of the scores' shape) when not given.
+    """
+    loss = canonical_loss(loss)
+    if loss == "cross_entropy":
+        return softmax_cross_entropy(scores, y)
+    if loss == "binary_cross_entropy":
+        return binary_cross_entropy(scores, y)
+    if classification is None:
+        classification = jnp.issubdtype(y.dtype, jnp.integer)
+    return squared_error(scores, y, classification=classification)
+
+
+def l2_penalty(params: Params) -> Array:
+    """``(1/2) Σ_i ‖W_i‖²`` over weight matrices only (biases are not decayed)."""
+    return 0.5 * sum(jnp.sum(layer.W**2) for layer in params)
+
+
+def objective_and_scores(
+    params: Params,
+    batch: Batch,
+    *,
+    activation: Activation = "relu",
+    loss: str = "cross_entropy",
+    weight_decay: float | Array = 0.0,
+    classification: Optional[bool] = None,
+    mask: Optional[Array] = None,
+) -> Tuple[Array, Array]:
+    """:func:`loss` and the scores ``[N, n_out]`` it was computed from (for metrics)."""
+    x, y = batch
+    scores = forward(params, x, activation=activation)
+    per_example = per_example_loss(scores, y, loss, classification=classification)
+    if mask is None:
+        data_term = jnp.mean(per_example)
+    else:
+        data_term = jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1)
+    return data_term + weight_decay * l2_penalty(params), scores
+
+
+def loss(
+    params: Params,
+    batch: Batch,
+    *,
+    activation: Activation = "relu",
+    loss: str = "cross_entropy",
+    weight_decay: float | Array = 0.0,
+    classification: Optional[bool] = None,
+    mask: Optional[Array] = None,
+) -> Array:
+    """The scalar objective ``(1/N) Σ_i ℓ(scores_i, y_i) + (λ/2) Σ_i ‖W_i‖²``.
+
+    Args:
+      params: network parameters.
+      batch: ``(x [N, n_in], y)`` with y int labels ``[N]``, one-hot ``[N, k]``, or float targets.
+      activation: hidden activation.
+      loss: ``"cross_entropy"``, ``"squared_error"`` (alias ``"mean_squared_error"``) or
+        ``"binary_cross_entropy"``.
+      weight_decay: λ ≥ 0 (a float or a scalar array; arrays avoid recompiles).
+      classification: squared error on softmax outputs (True) or raw scores (False); inferred
+        from the dtype of y when None.
+      mask: optional ``[N]`` weights (0/1 for padding); the mean is then over Σ mask.
+
+    Returns:
+      A scalar. ``jax.grad(loss)`` has the structure, shapes and dtypes of ``params``.
+
+    Examples:
+      >>> params = init_params(jax.random.key(0), [2, 3])
+      >>> x, y = jnp.ones((4, 2)), jnp.array([0, 1, 2, 0])
+      >>> jax.tree.structure(jax.grad(loss)(params, (x, y))) == jax.tree.structure(params)
+      True
+    """
+    value, _ = objective_and_scores(
+        params,
+        batch,
+        activation=activation,
+        loss=loss,
+        weight_decay=weight_decay,
+        classification=classification,
+        mask=mask,
+    )
+    return value

@@ -1,0 +1,49 @@
+"""The forward pass: hidden layers ``h = g(h @ W + b)``, a linear last layer giving scores."""
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from ._errors import check_choice
+from ._types import Activation, Array, Params
+
+
+ACTIVATIONS: dict = {
+    "identity": lambda a: a,
+    "linear": lambda a: a,
+    "sigmoid": jax.nn.sigmoid,
+    "logistic": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "leaky_relu": jax.nn.leaky_relu,
+    "gelu": jax.nn.gelu,
+    "softplus": jax.nn.softplus,
+    "elu": jax.nn.elu,
+}
+
+
+def resolve_activation(activation: Activation) -> Callable[[Array], Array]:
+    """Maps an activation name (case-insensitive) or callable to the element-wise function."""
+    if callable(activation):
+        return activation
+    return ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
+
+
+def forward(params: Params, x: Array, *, activation: Activation = "relu") -> Array:
+    """Computes the network's scores (logits for classification, outputs for regression).
+
+    Args:
+      params: a tuple of ``LayerParams`` as made by :func:`init_params`.
+      x: inputs ``[batch, n_in]``.
+      activation: the hidden activation g, a name from ``ACTIVATIONS`` or a callable.
+
+    Returns:
+      Scores ``[batch, n_out]``; the last layer is linear (no softmax).
+    """
+    g = resolve_activation(activation)
+    h = x
+    for layer in params[:-1]:
+        h = g(h @ layer.W + layer.b)
+    last = params[-1]
+    return h @ last.W + last.b

@@ -1,0 +1,124 @@
+"""Parameter initialisation and the lecture's flat view of θ.
+
+Params are a tuple with one :class:`LayerParams` per layer, ``W`` of shape ``[n_in, n_out]`` and
+``b`` of shape ``[n_out]`` (batch-first: a layer computes ``x @ W + b``; equinox stores the
+transpose). :func:`ravel` gives θ as one vector in the lecture's order: W_1, b_1, W_2, b_2, ...
+"""
+
+from typing import Callable, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from ._errors import check_choice, check_positive_int
+from ._types import Array, LayerParams, Params, PRNGKey
+
+
+def _random_normal(key, shape, dtype):
+    return 0.01 * jax.random.normal(key, shape, dtype)
+
+
+def _xavier_uniform(key, shape, dtype):
+    n_in, n_out = shape
+    limit = np.sqrt(6.0 / (n_in + n_out))
+    return jax.random.uniform(key, shape, dtype, minval=-limit, maxval=limit)
+
+
+def _he_normal(key, shape, dtype):
+    return np.sqrt(2.0 / shape[0]) * jax.random.normal(key, shape, dtype)
+
+
+def _lecun_normal(key, shape, dtype):
+    return np.sqrt(1.0 / shape[0]) * jax.random.normal(key, shape, dtype)
+
+
+def _zeros(key, shape, dtype):
+    del key
+    return jnp.zeros(shape, dtype)
+
+
+WEIGHT_INITS: dict = {
+    "random": _random_normal,
+    "xavier": _xavier_uniform,
+    "glorot": _xavier_uniform,
+    "he": _he_normal,
+    "lecun": _lecun_normal,
+    "zeros": _zeros,
+}
+
+
+def check_layer_sizes(layer_sizes: Sequence[int], name: str = "layer_sizes") -> Tuple[int, ...]:
+    """Returns ``layer_sizes`` as a tuple of ints, or raises naming what was expected."""
+    if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
+        raise TypeError(f"`{name}` must be a sequence of positive integers, got {layer_sizes!r}")
+    sizes = list(layer_sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"`{name}` must have at least 2 entries (inputs, outputs), got {sizes}")
+    for i, size in enumerate(sizes):
+        check_positive_int(f"{name}[{i}]", size)
+    return tuple(int(s) for s in sizes)
+
+
+def init_params(
+    key: PRNGKey,
+    layer_sizes: Sequence[int],
+    *,
+    init: str | Callable = "xavier",
+    dtype=jnp.float32,
+) -> Params:
+    """Initialises a fully connected network.
+
+    Weight schemes (``n_in``, ``n_out`` are the layer's fan-in and fan-out; biases are always 0):
+
+    - ``"random"``: ``W ~ N(0, 0.01²)``, the lecture's small random init.
+    - ``"xavier"`` (alias ``"glorot"``): Glorot uniform, ``W ~ U(-a, a)``,
+      ``a = sqrt(6 / (n_in + n_out))``.
+    - ``"he"``: He (Kaiming) normal, ``W ~ N(0, 2 / n_in)``, for ReLU networks.
+    - ``"lecun"``: LeCun normal, ``W ~ N(0, 1 / n_in)``.
+    - ``"zeros"``: ``W = 0`` (symmetric: hidden units never differ; for tests and convex models).
+    - a callable ``init(key, (n_in, n_out), dtype) -> W``.
+
+    Args:
+      key: a PRNG key; split once per layer.
+      layer_sizes: ``[n_input, n_hidden_1, ..., n_output]``, at least 2 entries.
+      init: a scheme name (case-insensitive) or a callable.
+      dtype: a floating dtype for every leaf.
+
+    Returns:
+      A tuple of ``LayerParams(W=[n_in, n_out], b=[n_out])``, one per layer.
+
+    Examples:
+      >>> params = init_params(jax.random.key(0), [4, 8, 3])
+      >>> [p.W.shape for p in params]
+      [(4, 8), (8, 3)]
+    """
+    sizes = check_layer_sizes(layer_sizes)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"`dtype` must be a floating dtype, got {dtype!r}")
+    init_fn = init if callable(init) else WEIGHT_INITS[check_choice("init", init, WEIGHT_INITS)]
+    keys = jax.random.split(key, len(sizes) - 1)
+    return tuple(
+        LayerParams(W=jnp.asarray(init_fn(k, (n_in, n_out), dtype), dtype), b=jnp.zeros((n_out,), dtype))
+        for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])
+    )
+
+
+def layer_sizes_of(params: Params) -> Tuple[int, ...]:
+    """Returns ``(n_input, n_hidden_1, ..., n_output)`` read off the weight shapes."""
+    return (params[0].W.shape[0],) + tuple(layer.W.shape[1] for layer in params)
+
+
+def count_params(params: Params) -> int:
+    """Returns the number of scalars in θ: Σ_i (n_in_i · n_out_i + n_out_i)."""
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(params))
+
+
+def ravel(params: Params) -> Tuple[Array, Callable[[Array], Params]]:
+    """Returns θ as one vector and the function mapping such a vector back to the pytree.
+
+    The order is the lecture's: all of W_1 (row-major), b_1, W_2, b_2, ..., W_L, b_L. Applied to
+    a gradient pytree it gives the flat ∇θ.
+    """
+    return ravel_pytree(params)

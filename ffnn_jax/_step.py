@@ -1,0 +1,192 @@
+"""The pure training step and the fused epoch: ``(state, batch) -> state`` compiled once.
+
+``run_epoch`` draws a permutation from the state's key on the device, pads the last batch with
+masked rows (every sample counts, shapes never change) and ``lax.scan``s the step over the
+batches: one dispatch per epoch. A step whose loss or new parameters are not finite is not
+applied; the epoch then stops updating and reports the global step where that happened, so
+the state always holds the last finite parameters.
+"""
+
+import functools
+from typing import Any, NamedTuple, Optional
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from ._losses import canonical_loss, objective_and_scores
+from ._optim import OptimizerSpec, build_optimizer
+from ._types import Activation, Array, Params, PRNGKey
+
+
+class ModelSpec(NamedTuple):
+    """Static, hashable description of what is trained (closed over by compiled functions)."""
+
+    activation: Activation  # hidden activation name or callable
+    loss: str  # canonical loss name
+    classification: bool  # squared error on softmax outputs vs raw scores; accuracy is reported
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training; every leaf is an array."""
+
+    step: Array  # int32 [], optimizer steps taken
+    params: Params
+    opt_state: Any  # optax state; built-in optimizers keep their hyperparameters here
+    key: PRNGKey  # typed key, split once per epoch for the data order
+    weight_decay: Array  # float32 [], λ of the L2 term (an array so changing it never recompiles)
+
+
+class StepMetrics(NamedTuple):
+    """Per-step sums over the real (unmasked) rows of a batch."""
+
+    loss_sum: Array  # float [], objective × rows
+    correct: Array  # float [], correctly classified rows (0 for regression)
+    count: Array  # float [], real rows
+    finite: Array  # bool [], loss and new parameters finite
+
+
+def init_train_state(
+    params: Params, optimizer: optax.GradientTransformation, key: PRNGKey, *, weight_decay: float = 0.0
+) -> TrainState:
+    """A fresh state at step 0."""
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=optimizer.init(params),
+        key=key,
+        weight_decay=jnp.asarray(weight_decay, jnp.float32),
+    )
+
+
+def transformation(optimizer) -> optax.GradientTransformation:
+    """An ``OptimizerSpec`` (hyperparameters read from the state) or a user's transformation."""
+    return build_optimizer(optimizer) if isinstance(optimizer, OptimizerSpec) else optimizer
+
+
+def correct_count(scores: Array, y: Array, mask: Array, model: ModelSpec) -> Array:
+    """Correctly classified rows (element-wise for sigmoid outputs), weighted by ``mask``."""
+    if not model.classification:
+        return jnp.zeros((), scores.dtype)
+    if model.loss == "binary_cross_entropy":
+        hits = ((scores > 0) == (y.reshape(scores.shape) > 0.5)).mean(axis=-1)
+    elif y.ndim == scores.ndim:
+        hits = jnp.argmax(scores, -1) == jnp.argmax(y, -1)
+    else:
+        hits = jnp.argmax(scores, -1) == y
+    return jnp.sum(hits * mask)
+
+
+def _candidate_step(state: TrainState, x, y, mask, model: ModelSpec, optimizer):
+    tx = transformation(optimizer)
+
+    def objective(params):
+        return objective_and_scores(
+            params,
+            (x, y),
+            activation=model.activation,
+            loss=model.loss,
+            weight_decay=state.weight_decay,
+            classification=model.classification,
+            mask=mask,
+        )
+
+    (value, scores), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(value) & jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(params)])
+    )
+    count = jnp.sum(mask)
+    metrics = StepMetrics(value * count, correct_count(scores, y, mask, model), count, finite)
+    return state._replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def _select(keep_new: Array, new, old):
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(keep_new, a, b), new, old)
+
+
+def make_train_step(
+    optimizer,
+    *,
+    activation: Activation = "relu",
+    loss: str = "cross_entropy",
+    classification: Optional[bool] = None,
+):
+    """Returns the jitted ``train_step(state, batch) -> (state, StepMetrics)``; state is donated.
+
+    ``batch`` is ``(x, y)`` or ``(x, y, mask)``. ``optimizer`` is an ``optax``
+    transformation (e.g. from :func:`make_optimizer`). A non-finite step is not applied and
+    reports ``finite=False``.
+    """
+    loss = canonical_loss(loss)
+    if classification is None:
+        classification = loss != "squared_error"
+    model = ModelSpec(activation, loss, classification)
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def train_step(state: TrainState, batch):
+        x, y, mask = batch if len(batch) == 3 else (*batch, jnp.ones((batch[0].shape[0],), batch[0].dtype))
+        candidate, metrics = _candidate_step(state, x, y, mask, model, optimizer)
+        return _select(metrics.finite, candidate, state), metrics
+
+    return train_step
+
+
+class EpochMetrics(NamedTuple):
+    """Sums over one epoch (device arrays; convert at log points only)."""
+
+    loss_sum: Array
+    correct: Array
+    count: Array
+    diverged_at: Array  # int32 [], global step of the first non-finite step, -1 if none
+
+
+@functools.partial(jax.jit, static_argnames=("model", "optimizer", "batch_size", "shuffle"), donate_argnums=0)
+def run_epoch(state: TrainState, x: Array, y: Array, *, model: ModelSpec, optimizer, batch_size: int, shuffle: bool):
+    """One pass over ``(x [n, d], y)`` in batches of ``batch_size``; returns (state, EpochMetrics)."""
+    chex.assert_equal_shape_prefix((x, y), 1)
+    n = x.shape[0]
+    n_batches = -(-n // batch_size)
+    padded = n_batches * batch_size
+    key, order_key = jax.random.split(state.key)
+    order = jax.random.permutation(order_key, n) if shuffle else jnp.arange(n)
+    index = jnp.concatenate([order, jnp.zeros((padded - n,), order.dtype)]).reshape(n_batches, batch_size)
+    mask = (jnp.arange(padded) < n).astype(x.dtype).reshape(n_batches, batch_size)
+    zero = jnp.zeros((), jnp.float32)
+
+    def body(carry, batch):
+        state, sums, diverged_at = carry
+        rows, row_mask = batch
+        candidate, m = _candidate_step(state, x[rows], y[rows], row_mask, model, optimizer)
+        ok = m.finite & (diverged_at < 0)
+        diverged_at = jnp.where(~m.finite & (diverged_at < 0), state.step, diverged_at)
+        state = _select(ok, candidate, state)
+        sums = tuple(s + jnp.where(ok, v, 0.0).astype(jnp.float32) for s, v in zip(sums, m[:3]))
+        return (state, sums, diverged_at), None
+
+    init = (state._replace(key=key), (zero, zero, zero), jnp.asarray(-1, jnp.int32))
+    (state, sums, diverged_at), _ = jax.lax.scan(body, init, (index, mask))
+    return state, EpochMetrics(*sums, diverged_at)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def evaluate_arrays(params: Params, x: Array, y: Array, weight_decay: Array, *, model: ModelSpec) -> dict:
+    """Objective, accuracy (classification) and R² (regression) on a whole set, in one dispatch."""
+    mask = jnp.ones((x.shape[0],), x.dtype)
+    value, scores = objective_and_scores(
+        params,
+        (x, y),
+        activation=model.activation,
+        loss=model.loss,
+        weight_decay=weight_decay,
+        classification=model.classification,
+        mask=mask,
+    )
+    if model.classification:
+        return {"loss": value, "accuracy": correct_count(scores, y, mask, model) / x.shape[0]}
+    target = y.reshape(scores.shape)
+    residual = jnp.sum((target - scores) ** 2)
+    total = jnp.sum((target - target.mean(axis=0)) ** 2)
+    return {"loss": value, "r2": 1.0 - residual / jnp.maximum(total, jnp.finfo(scores.dtype).tiny)}

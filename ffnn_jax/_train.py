@@ -1,0 +1,273 @@
+"""``train()``: the Python loop over fused epochs with validation, early stopping and history.
+
+Per epoch the host does one dispatch of :func:`run_epoch` (plus one of the evaluation when
+there is validation data) and one transfer of a few scalars. Everything numeric that a user may
+vary between calls (learning rate and other optimizer constants, λ, seed, epochs) reaches the
+compiled code as an array, so repeated calls with the same shapes compile nothing.
+"""
+
+import dataclasses
+import inspect
+import time
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._config import TrainConfig
+from ._data import Standardizer, fit_standardizer, infer_task, split_indices, validate_x, validate_y
+from ._inference import evaluate, predict, predict_proba
+from ._optim import OptimizerSpec, make_optimizer
+from ._params import init_params, layer_sizes_of
+from ._step import ModelSpec, TrainState, evaluate_arrays, init_train_state, run_epoch
+from ._types import Params
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Raised when a step's loss or parameters stop being finite.
+
+    Attributes: ``epoch`` (1-based), ``step`` (global optimizer step), ``params`` (the last
+    finite parameters) and ``history`` (the epochs completed before).
+    """
+
+    def __init__(self, epoch: int, step: int, params: Params, history: dict):
+        super().__init__(
+            f"training diverged at epoch {epoch} (optimizer step {step}): the loss or parameters became "
+            "NaN/inf; lower the learning rate or clip gradients (max_grad_norm). The last finite "
+            "parameters are in this error's `.params`."
+        )
+        self.epoch, self.step, self.params, self.history = epoch, step, params, history
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns: parameters, per-epoch history, and what is needed to predict."""
+
+    params: Params
+    history: dict  # name -> list over epochs: epoch, train_loss, [train_accuracy], [val_*], time_s
+    config: TrainConfig
+    model: ModelSpec
+    task: str  # "classification" or "regression"
+    standardizer: Optional[Standardizer]  # applied to x before the network when standardize=True
+    state: TrainState  # final state (optimizer state, step, key) for continuing
+    best_epoch: int  # 1-based epoch whose params were returned
+    stopped_early: bool
+
+    @property
+    def layer_sizes(self):
+        return layer_sizes_of(self.params)
+
+    def _inputs(self, x):
+        x = validate_x(x, "x", n_features=self.layer_sizes[0], dtype=self.params[0].W.dtype)
+        return x if self.standardizer is None else self.standardizer.apply(x)
+
+    def predict(self, x) -> np.ndarray:
+        """Labels [n] (classification), 0/1 [n, k] (multi-label) or outputs (regression)."""
+        multi_label = self.model.loss == "binary_cross_entropy"
+        labels = predict(self.params, self._inputs(x), activation=self.model.activation, task=self.task, multi_label=multi_label)
+        return np.asarray(labels)
+
+    def predict_proba(self, x) -> np.ndarray:
+        """Class probabilities [n, k] (softmax, or sigmoids for binary_cross_entropy)."""
+        if self.task != "classification":
+            raise ValueError("`predict_proba` needs a classification model; this one is a regression")
+        multi_label = self.model.loss == "binary_cross_entropy"
+        return np.asarray(predict_proba(self.params, self._inputs(x), activation=self.model.activation, multi_label=multi_label))
+
+    def evaluate(self, x, y) -> dict:
+        """``{"loss", "accuracy"}`` (classification) or ``{"loss", "r2"}`` on raw inputs."""
+        return evaluate(
+            self.params,
+            self._inputs(x),
+            y,
+            activation=self.model.activation,
+            loss=self.model.loss,
+            weight_decay=0.0 if self.config.optimizer == "adamw" else self.config.weight_decay,
+            task=self.task,
+        )
+
+
+class _Prepared(NamedTuple):
+    x: np.ndarray
+    y: np.ndarray
+    x_val: Optional[np.ndarray]
+    y_val: Optional[np.ndarray]
+    task: str
+    loss: str
+    n_out: int
+    standardizer: Optional[Standardizer]
+
+
+def _prepare(config: TrainConfig, x, y, validation_data) -> _Prepared:
+    dtype = np.dtype(config.dtype)
+    x = validate_x(x, "x", dtype=dtype)
+    task = config.task
+    if task == "auto":
+        task = "classification" if config.loss == "binary_cross_entropy" else infer_task(np.asarray(y))
+    loss = config.loss or ("cross_entropy" if task == "classification" else "squared_error")
+    if task == "regression" and loss != "squared_error":
+        raise ValueError(f"`loss`={loss!r} needs class labels in `y`, got float targets (regression); use 'squared_error' or integer labels")
+    multi_label = loss == "binary_cross_entropy"
+    checks = dict(task=task, n_classes=config.n_classes, multi_label=multi_label, dtype=dtype)
+    y = validate_y(y, "y", n_samples=len(x), **checks)
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("`validation_data` must be a pair (x_val, y_val)")
+        x_val = validate_x(validation_data[0], "validation_data[0]", n_features=x.shape[1], dtype=dtype)
+        y_val = validate_y(validation_data[1], "validation_data[1]", n_samples=len(x_val), **checks)
+        if y_val.ndim != y.ndim or y_val.shape[1:] != y.shape[1:]:
+            raise ValueError(f"`validation_data[1]` must have shape [n]{list(y.shape[1:])}, got {y_val.shape}")
+    elif config.validation_fraction > 0:
+        stratify = y if task == "classification" and y.ndim == 1 else None
+        keep, held = split_indices(len(x), config.validation_fraction, seed=config.seed, stratify=stratify)
+        x, y, x_val, y_val = x[keep], y[keep], x[held], y[held]
+    else:
+        x_val = y_val = None
+    if task == "classification" and not multi_label and y.ndim == 1:
+        seen = max(int(y.max()), -1 if y_val is None else int(y_val.max())) + 1
+        n_out = config.n_classes or seen
+    else:
+        n_out = 1 if y.ndim == 1 else y.shape[1]
+    standardizer = None
+    if config.standardize:
+        standardizer = fit_standardizer(x)
+        x = standardizer.apply(x)
+        x_val = None if x_val is None else standardizer.apply(x_val)
+    return _Prepared(x, y, x_val, y_val, task, loss, n_out, standardizer)
+
+
+def _optimizer_and_spec(config: TrainConfig, steps_per_epoch: int):
+    if not isinstance(config.optimizer, str):
+        return config.optimizer, config.optimizer
+    total_steps = config.epochs * steps_per_epoch
+    default_decay_steps = max(1, total_steps // 3) if config.lr_schedule == "step" else total_steps
+    tx = make_optimizer(
+        config.optimizer,
+        learning_rate=config.learning_rate,
+        momentum=config.momentum,
+        beta=config.beta,
+        beta1=config.beta1,
+        beta2=config.beta2,
+        epsilon=config.epsilon,
+        decoupled_weight_decay=config.weight_decay if config.optimizer == "adamw" else 0.0,
+        lr_schedule=config.lr_schedule,
+        decay_rate=config.lr_decay_rate,
+        decay_steps=config.lr_decay_steps or default_decay_steps,
+        warmup_steps=config.warmup_steps,
+        max_grad_norm=config.max_grad_norm,
+    )
+    spec = OptimizerSpec(config.optimizer, config.lr_schedule, config.max_grad_norm is not None)
+    return tx, spec
+
+
+def train(
+    x,
+    y,
+    *,
+    validation_data=None,
+    callbacks: Sequence[Callable[[int, dict], Any]] = (),
+    initial_params: Optional[Params] = None,
+    **settings,
+) -> TrainResult:
+    """Trains a feedforward network on ``x`` [n, d_in] and ``y`` and returns a :class:`TrainResult`.
+
+    ``y`` of integer labels [n] (0..k−1) or one-hot [n, k] means classification (softmax over k
+    outputs); float targets [n] or [n, d_out] mean regression; ``loss="binary_cross_entropy"``
+    with 0/1 targets [n] or [n, k] means sigmoid outputs (binary or multi-label). Every keyword of
+    :class:`TrainConfig` is accepted (``hidden_sizes``, ``activation``, ``loss``, ``optimizer``,
+    ``learning_rate``, ``epochs``, ``batch_size`` (None: full batch), ``seed``, ``weight_decay``,
+    ``validation_fraction``, ``early_stopping``, ``patience``, ...).
+
+    Args:
+      x, y: training data (NumPy or JAX arrays, or nested lists).
+      validation_data: optional ``(x_val, y_val)``; otherwise ``validation_fraction`` of the
+        training data is held out (stratified for labels).
+      callbacks: functions ``f(epoch, metrics)`` called after each epoch with the epoch's
+        history row; returning True stops training.
+      initial_params: start from these params instead of a fresh init (shapes must match).
+      **settings: fields of :class:`TrainConfig`.
+
+    Returns:
+      A :class:`TrainResult`.
+
+    Raises:
+      ValueError, TypeError: bad data or settings, before anything is compiled.
+      TrainingDivergedError: the loss became NaN/inf; carries the last finite params.
+
+    Examples:
+      >>> x, y = load_digits()
+      >>> result = train(x, y, hidden_sizes=(32,), optimizer="adam", learning_rate=1e-3, epochs=2)
+      >>> result.predict(x[:3]).shape
+      (3,)
+    """
+    config = TrainConfig(**settings)
+    data = _prepare(config, x, y, validation_data)
+    sizes = (data.x.shape[1], *config.hidden_sizes, data.n_out)
+    init_key, order_key = jax.random.split(jax.random.key(config.seed))
+    if initial_params is None:
+        params = init_params(init_key, sizes, init=config.weight_init, dtype=jnp.dtype(config.dtype))
+    else:
+        if layer_sizes_of(initial_params) != sizes:
+            raise ValueError(f"`initial_params` must have layer sizes {list(sizes)}, got {list(layer_sizes_of(initial_params))}")
+        params = jax.tree_util.tree_map(jnp.array, initial_params)  # a copy: the state is donated
+    n = len(data.x)
+    batch_size = n if config.batch_size is None else min(config.batch_size, n)
+    steps_per_epoch = -(-n // batch_size)
+    tx, optimizer_spec = _optimizer_and_spec(config, steps_per_epoch)
+    l2 = 0.0 if config.optimizer == "adamw" else config.weight_decay
+    state = init_train_state(params, tx, order_key, weight_decay=l2)
+    model = ModelSpec(config.activation, data.loss, data.task == "classification")
+    x_dev, y_dev = jax.device_put(data.x), jax.device_put(data.y)
+    has_val = data.x_val is not None
+    if has_val:
+        x_val_dev, y_val_dev = jax.device_put(data.x_val), jax.device_put(data.y_val)
+    shuffle = config.shuffle and steps_per_epoch > 1
+
+    history: dict = {}
+    best_value, best_epoch, best_params, waited, stopped_early = np.inf, 0, None, 0, False
+    monitor = "val_loss" if has_val else "train_loss"
+    for epoch in range(1, config.epochs + 1):
+        start = time.perf_counter()
+        state, sums = run_epoch(state, x_dev, y_dev, model=model, optimizer=optimizer_spec, batch_size=batch_size, shuffle=shuffle)
+        val = evaluate_arrays(state.params, x_val_dev, y_val_dev, state.weight_decay, model=model) if has_val else {}
+        sums, val = jax.device_get((sums, val))
+        if sums.diverged_at >= 0:
+            raise TrainingDivergedError(epoch, int(sums.diverged_at), state.params, history)
+        row = {"epoch": epoch, "train_loss": float(sums.loss_sum / sums.count)}
+        if model.classification:
+            row["train_accuracy"] = float(sums.correct / sums.count)
+        row.update({f"val_{k}": float(v) for k, v in val.items()})
+        row["time_s"] = time.perf_counter() - start
+        if not all(np.isfinite(v) for v in row.values()):
+            raise TrainingDivergedError(epoch, int(state.step), state.params, history)
+        for key, value in row.items():
+            history.setdefault(key, []).append(value)
+
+        if row[monitor] < best_value - config.min_delta:
+            best_value, best_epoch, waited = row[monitor], epoch, 0
+            if config.early_stopping and config.restore_best:
+                best_params = jax.tree_util.tree_map(jnp.copy, state.params)
+        else:
+            waited += 1
+        stop_requested = any(callback(epoch, dict(row)) is True for callback in callbacks)
+        if stop_requested or (config.early_stopping and waited > config.patience):
+            stopped_early = True
+            break
+
+    params = best_params if best_params is not None else state.params
+    returned_epoch = best_epoch if best_params is not None else epoch
+    return TrainResult(params, history, config, model, data.task, data.standardizer, state, returned_epoch, stopped_early)
+
+
+def _train_signature() -> inspect.Signature:
+    base = inspect.signature(train)
+    settings = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+        for f in dataclasses.fields(TrainConfig)
+    ]
+    params = [p for p in base.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    return base.replace(parameters=params + settings)
+
+
+train.__signature__ = _train_signature()  # help(train) lists every TrainConfig keyword
