@@ -5,6 +5,9 @@ pure :func:`loss` gives ∇θ with the same structure; a jitted step applies θ 
 optax optimizer), and :func:`train` fuses each epoch into one compiled program.
 """
 
+from ._checkpoint import load_params as load_params
+from ._checkpoint import save_params as save_params
+from ._config import TrainConfig as TrainConfig
 from ._data import Dataset as Dataset
 from ._data import load_dataset as load_dataset
 from ._data import load_diabetes as load_diabetes
@@ -21,7 +24,6 @@ from ._step import make_train_step as make_train_step
 from ._train import TrainingDivergedError as TrainingDivergedError
 from ._train import TrainResult as TrainResult
 from ._train import train as train
-from ._config import TrainConfig as TrainConfig
 from ._inference import evaluate as evaluate
 from ._inference import predict as predict
 from ._inference import predict_proba as predict_proba

@@ -34,10 +34,12 @@ class TrainConfig:
     epsilon: float = 1e-8
     weight_decay: float = 0.0  # λ of the L2 term (λ/2)Σ‖W‖²; decoupled decay for "adamw"
     lr_schedule: str = "constant"
-    lr_decay_rate: float = 0.1
+    lr_decay_rate: float = 0.1  # decay factor r (the power for "invscaling")
     lr_decay_steps: Optional[int] = None  # None: the whole run (step schedule: a third of it)
     warmup_steps: int = 0
     max_grad_norm: Optional[float] = None  # global-norm clipping; None: off
+    reduce_lr_factor: Optional[float] = None  # multiply η by this on a plateau of reduce_lr_patience epochs
+    reduce_lr_patience: int = 2
     epochs: int = 100
     batch_size: Optional[int] = 32  # None: full-batch gradient descent
     shuffle: bool = True  # a fresh permutation of the training set every epoch
@@ -82,6 +84,11 @@ class TrainConfig:
         check_non_negative_int("warmup_steps", self.warmup_steps)
         if self.max_grad_norm is not None:
             check_real("max_grad_norm", self.max_grad_norm, low=0.0, low_inclusive=False)
+        if self.reduce_lr_factor is not None:
+            check_real("reduce_lr_factor", self.reduce_lr_factor, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+            if not isinstance(self.optimizer, str):
+                raise ValueError("`reduce_lr_factor` needs a named optimizer (its learning rate lives in the state)")
+        check_non_negative_int("reduce_lr_patience", self.reduce_lr_patience)
         check_positive_int("epochs", self.epochs)
         check_positive_int("batch_size", self.batch_size, allow_none=True)
         check_non_negative_int("seed", self.seed)

@@ -25,7 +25,8 @@ Update rules (g = ∇θ, η = learning rate at step t):
 
 Schedules multiply η by a factor of the step t (after ``warmup_steps`` of linear warm-up from 0):
 ``"constant"`` 1; ``"exponential"`` r^(t/s); ``"step"`` r^⌊t/s⌋; ``"cosine"``
-r + (1 − r)(1 + cos(π min(t, s)/s))/2, with r = ``decay_rate`` and s = ``decay_steps``.
+r + (1 − r)(1 + cos(π min(t, s)/s))/2; ``"invscaling"`` (1 + t/s)^(−r) (scikit-learn's inverse
+scaling with power r, counted in steps of s), with r = ``decay_rate`` and s = ``decay_steps``.
 """
 
 import functools
@@ -39,7 +40,7 @@ from ._errors import check_choice, check_non_negative_int, check_positive_int, c
 
 
 OPTIMIZERS = ("sgd", "momentum", "nag", "rmsprop", "adagrad", "adam", "nadam", "adamw")
-SCHEDULES = ("constant", "exponential", "step", "cosine")
+SCHEDULES = ("constant", "exponential", "step", "cosine", "invscaling")
 
 
 class OptimizerSpec(NamedTuple):
@@ -80,6 +81,8 @@ def lr_factor(step: jax.Array, schedule: str, decay_rate, decay_steps, warmup_st
         decay = decay_rate ** jnp.floor(t / s)
     elif schedule == "cosine":
         decay = decay_rate + (1.0 - decay_rate) * 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(t, s) / s))
+    elif schedule == "invscaling":
+        decay = (1.0 + t / s) ** (-decay_rate)
     else:
         raise ValueError(f"`lr_schedule` must be one of {list(SCHEDULES)}, got {schedule!r}")
     return warm * decay

@@ -144,22 +144,35 @@ class EpochMetrics(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("model", "optimizer", "batch_size", "shuffle"), donate_argnums=0)
-def run_epoch(state: TrainState, x: Array, y: Array, *, model: ModelSpec, optimizer, batch_size: int, shuffle: bool):
-    """One pass over ``(x [n, d], y)`` in batches of ``batch_size``; returns (state, EpochMetrics)."""
-    chex.assert_equal_shape_prefix((x, y), 1)
+def run_epoch(
+    state: TrainState,
+    x: Array,
+    y: Array,
+    sample_weight: Array,
+    *,
+    model: ModelSpec,
+    optimizer,
+    batch_size: int,
+    shuffle: bool,
+):
+    """One pass over ``(x [n, d], y)`` in batches of ``batch_size``; returns (state, EpochMetrics).
+
+    ``sample_weight`` [n] weights each row's loss (a batch's loss is Σ w ℓ / Σ w).
+    """
+    chex.assert_equal_shape_prefix((x, y, sample_weight), 1)
     n = x.shape[0]
     n_batches = -(-n // batch_size)
     padded = n_batches * batch_size
     key, order_key = jax.random.split(state.key)
     order = jax.random.permutation(order_key, n) if shuffle else jnp.arange(n)
     index = jnp.concatenate([order, jnp.zeros((padded - n,), order.dtype)]).reshape(n_batches, batch_size)
-    mask = (jnp.arange(padded) < n).astype(x.dtype).reshape(n_batches, batch_size)
+    mask = (jnp.arange(padded) < n).astype(sample_weight.dtype).reshape(n_batches, batch_size)
     zero = jnp.zeros((), jnp.float32)
 
     def body(carry, batch):
         state, sums, diverged_at = carry
         rows, row_mask = batch
-        candidate, m = _candidate_step(state, x[rows], y[rows], row_mask, model, optimizer)
+        candidate, m = _candidate_step(state, x[rows], y[rows], row_mask * sample_weight[rows], model, optimizer)
         ok = m.finite & (diverged_at < 0)
         diverged_at = jnp.where(~m.finite & (diverged_at < 0), state.step, diverged_at)
         state = _select(ok, candidate, state)

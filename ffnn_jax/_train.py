@@ -91,6 +91,7 @@ class TrainResult:
 class _Prepared(NamedTuple):
     x: np.ndarray
     y: np.ndarray
+    sample_weight: np.ndarray
     x_val: Optional[np.ndarray]
     y_val: Optional[np.ndarray]
     task: str
@@ -99,9 +100,21 @@ class _Prepared(NamedTuple):
     standardizer: Optional[Standardizer]
 
 
-def _prepare(config: TrainConfig, x, y, validation_data) -> _Prepared:
+def _validate_sample_weight(sample_weight, n: int, dtype) -> np.ndarray:
+    if sample_weight is None:
+        return np.ones((n,), dtype)
+    w = validate_x(np.asarray(sample_weight).reshape(-1, 1) if np.ndim(sample_weight) == 1 else sample_weight, "sample_weight", dtype=dtype)
+    if w.shape != (n, 1):
+        raise ValueError(f"`sample_weight` must have shape [{n}] (one weight per sample), got {np.shape(sample_weight)}")
+    if np.any(w < 0) or not np.any(w > 0):
+        raise ValueError("`sample_weight` must be >= 0 with at least one positive weight")
+    return w[:, 0]
+
+
+def _prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> _Prepared:
     dtype = np.dtype(config.dtype)
     x = validate_x(x, "x", dtype=dtype)
+    w = _validate_sample_weight(sample_weight, len(x), dtype)
     task = config.task
     if task == "auto":
         task = "classification" if config.loss == "binary_cross_entropy" else infer_task(np.asarray(y))
@@ -121,7 +134,7 @@ def _prepare(config: TrainConfig, x, y, validation_data) -> _Prepared:
     elif config.validation_fraction > 0:
         stratify = y if task == "classification" and y.ndim == 1 else None
         keep, held = split_indices(len(x), config.validation_fraction, seed=config.seed, stratify=stratify)
-        x, y, x_val, y_val = x[keep], y[keep], x[held], y[held]
+        x, y, w, x_val, y_val = x[keep], y[keep], w[keep], x[held], y[held]
     else:
         x_val = y_val = None
     if task == "classification" and not multi_label and y.ndim == 1:
@@ -134,14 +147,14 @@ def _prepare(config: TrainConfig, x, y, validation_data) -> _Prepared:
         standardizer = fit_standardizer(x)
         x = standardizer.apply(x)
         x_val = None if x_val is None else standardizer.apply(x_val)
-    return _Prepared(x, y, x_val, y_val, task, loss, n_out, standardizer)
+    return _Prepared(x, y, w, x_val, y_val, task, loss, n_out, standardizer)
 
 
 def _optimizer_and_spec(config: TrainConfig, steps_per_epoch: int):
     if not isinstance(config.optimizer, str):
         return config.optimizer, config.optimizer
     total_steps = config.epochs * steps_per_epoch
-    default_decay_steps = max(1, total_steps // 3) if config.lr_schedule == "step" else total_steps
+    default_decay_steps = {"step": max(1, total_steps // 3), "invscaling": 1}.get(config.lr_schedule, total_steps)
     tx = make_optimizer(
         config.optimizer,
         learning_rate=config.learning_rate,
@@ -167,7 +180,9 @@ def train(
     *,
     validation_data=None,
     callbacks: Sequence[Callable[[int, dict], Any]] = (),
+    sample_weight=None,
     initial_params: Optional[Params] = None,
+    initial_state: Optional[TrainState] = None,
     **settings,
 ) -> TrainResult:
     """Trains a feedforward network on ``x`` [n, d_in] and ``y`` and returns a :class:`TrainResult`.
@@ -185,7 +200,10 @@ def train(
         training data is held out (stratified for labels).
       callbacks: functions ``f(epoch, metrics)`` called after each epoch with the epoch's
         history row; returning True stops training.
+      sample_weight: optional [n] non-negative weights of the training rows.
       initial_params: start from these params instead of a fresh init (shapes must match).
+      initial_state: continue a previous run's ``result.state`` (params, optimizer state, step
+        and data-order key); the optimizer's numeric hyperparameters are taken from ``settings``.
       **settings: fields of :class:`TrainConfig`.
 
     Returns:
@@ -202,23 +220,30 @@ def train(
       (3,)
     """
     config = TrainConfig(**settings)
-    data = _prepare(config, x, y, validation_data)
+    data = _prepare(config, x, y, validation_data, sample_weight)
     sizes = (data.x.shape[1], *config.hidden_sizes, data.n_out)
     init_key, order_key = jax.random.split(jax.random.key(config.seed))
+    if initial_state is not None:
+        initial_params = initial_state.params
     if initial_params is None:
         params = init_params(init_key, sizes, init=config.weight_init, dtype=jnp.dtype(config.dtype))
     else:
         if layer_sizes_of(initial_params) != sizes:
-            raise ValueError(f"`initial_params` must have layer sizes {list(sizes)}, got {list(layer_sizes_of(initial_params))}")
-        params = jax.tree_util.tree_map(jnp.array, initial_params)  # a copy: the state is donated
+            name = "initial_state" if initial_state is not None else "initial_params"
+            raise ValueError(f"`{name}` must have layer sizes {list(sizes)}, got {list(layer_sizes_of(initial_params))}")
+        params = initial_params
     n = len(data.x)
     batch_size = n if config.batch_size is None else min(config.batch_size, n)
     steps_per_epoch = -(-n // batch_size)
     tx, optimizer_spec = _optimizer_and_spec(config, steps_per_epoch)
     l2 = 0.0 if config.optimizer == "adamw" else config.weight_decay
     state = init_train_state(params, tx, order_key, weight_decay=l2)
+    if initial_state is not None:
+        state = _continue_from(initial_state, state)
+    # A copy: run_epoch donates its state, and the caller's arrays must stay valid.
+    state = jax.tree_util.tree_map(jnp.array, state)
     model = ModelSpec(config.activation, data.loss, data.task == "classification")
-    x_dev, y_dev = jax.device_put(data.x), jax.device_put(data.y)
+    x_dev, y_dev, w_dev = jax.device_put((data.x, data.y, data.sample_weight))
     has_val = data.x_val is not None
     if has_val:
         x_val_dev, y_val_dev = jax.device_put(data.x_val), jax.device_put(data.y_val)
@@ -226,18 +251,22 @@ def train(
 
     history: dict = {}
     best_value, best_epoch, best_params, waited, stopped_early = np.inf, 0, None, 0, False
+    plateau_best, plateau_wait = np.inf, 0
     monitor = "val_loss" if has_val else "train_loss"
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
-        state, sums = run_epoch(state, x_dev, y_dev, model=model, optimizer=optimizer_spec, batch_size=batch_size, shuffle=shuffle)
+        state, sums = run_epoch(state, x_dev, y_dev, w_dev, model=model, optimizer=optimizer_spec, batch_size=batch_size, shuffle=shuffle)
         val = evaluate_arrays(state.params, x_val_dev, y_val_dev, state.weight_decay, model=model) if has_val else {}
-        sums, val = jax.device_get((sums, val))
+        lr = getattr(state.opt_state, "hyperparams", {}).get("learning_rate")
+        sums, val, lr = jax.device_get((sums, val, lr))
         if sums.diverged_at >= 0:
             raise TrainingDivergedError(epoch, int(sums.diverged_at), state.params, history)
         row = {"epoch": epoch, "train_loss": float(sums.loss_sum / sums.count)}
         if model.classification:
             row["train_accuracy"] = float(sums.correct / sums.count)
         row.update({f"val_{k}": float(v) for k, v in val.items()})
+        if lr is not None:
+            row["learning_rate"] = float(lr)
         row["time_s"] = time.perf_counter() - start
         if not all(np.isfinite(v) for v in row.values()):
             raise TrainingDivergedError(epoch, int(state.step), state.params, history)
@@ -250,6 +279,13 @@ def train(
                 best_params = jax.tree_util.tree_map(jnp.copy, state.params)
         else:
             waited += 1
+        if config.reduce_lr_factor is not None:
+            if row[monitor] < plateau_best - config.min_delta:
+                plateau_best, plateau_wait = row[monitor], 0
+            else:
+                plateau_wait += 1
+            if plateau_wait >= config.reduce_lr_patience:
+                state, plateau_wait = _set_learning_rate(state, config.reduce_lr_factor), 0
         stop_requested = any(callback(epoch, dict(row)) is True for callback in callbacks)
         if stop_requested or (config.early_stopping and waited > config.patience):
             stopped_early = True
@@ -258,6 +294,23 @@ def train(
     params = best_params if best_params is not None else state.params
     returned_epoch = best_epoch if best_params is not None else epoch
     return TrainResult(params, history, config, model, data.task, data.standardizer, state, returned_epoch, stopped_early)
+
+
+def _continue_from(previous: TrainState, fresh: TrainState) -> TrainState:
+    """``previous`` with the numeric hyperparameters (λ, optimizer constants) of ``fresh``."""
+    if jax.tree_util.tree_structure(previous.opt_state) != jax.tree_util.tree_structure(fresh.opt_state):
+        raise ValueError("`initial_state` was made with a different optimizer than the one requested")
+    opt_state = previous.opt_state
+    if hasattr(opt_state, "hyperparams"):
+        opt_state = opt_state._replace(hyperparams=fresh.opt_state.hyperparams)
+    return previous._replace(opt_state=opt_state, weight_decay=fresh.weight_decay)
+
+
+def _set_learning_rate(state: TrainState, factor: float) -> TrainState:
+    """Scales the learning rate held in the optimizer state (no recompilation)."""
+    hyperparams = dict(state.opt_state.hyperparams)
+    hyperparams["learning_rate"] = hyperparams["learning_rate"] * factor
+    return state._replace(opt_state=state.opt_state._replace(hyperparams=hyperparams))
 
 
 def _train_signature() -> inspect.Signature:

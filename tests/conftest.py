@@ -1,4 +1,7 @@
-"""Test settings: 2 fake CPU devices, strict rank promotion, and a PRNG key fixture."""
+"""Test settings: 2 fake CPU devices on the CPU backend, and a PRNG key fixture.
+
+Rank promotion stays at jax's default: the batch-first ``x @ W + b`` relies on broadcasting b.
+"""
 
 import os
 
@@ -9,8 +12,6 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-
-jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture

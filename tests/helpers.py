@@ -27,3 +27,12 @@ def assert_trees_all_equal(a, b):
 def assert_all_finite(tree):
     for leaf in jax.tree_util.tree_leaves(tree):
         assert np.all(np.isfinite(np.asarray(leaf)))
+
+
+def x64():
+    """A context in which float64 is available (scoped: other tests keep float32 defaults)."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64
+
+    return enable_x64()

@@ -1,0 +1,8 @@
+"""``python -m ffnn_jax`` runs the command-line interface."""
+
+import sys
+
+from .cli import main
+
+
+sys.exit(main())

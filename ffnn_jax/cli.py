@@ -1,0 +1,269 @@
+"""Command-line entry point: ``ffnn-jax train`` (and ``python -m ffnn_jax``).
+
+Thin by design: it maps flags onto :func:`ffnn_jax.train` keywords, draws a progress bar and
+writes the run's files. The short flags follow the well-known course assignment of this lecture
+series (``-d -e -b -l -o -lr -m -beta -beta1 -beta2 -eps -w_d -w_i -nhl -sz -a``).
+"""
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import sys
+import time
+from typing import List, Optional
+
+import numpy as np
+
+from ._checkpoint import atomic_write_bytes, save_params
+from ._data import load_dataset, load_mnist, train_test_split
+from ._losses import LOSS_ALIASES
+from ._model import ACTIVATIONS
+from ._optim import OPTIMIZERS, SCHEDULES
+from ._params import WEIGHT_INITS
+from ._train import TrainingDivergedError, train
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("-d", "--dataset", default="digits", help="digits (default, built in), diabetes (built-in regression), mnist or fashion_mnist (IDX files in --data_dir), or a .npz (arrays x, y) / .csv (last column = target) path")
+    data.add_argument("--data_dir", default=None, help="folder with the MNIST-format IDX files (plain or .gz); default data/<dataset>")
+    data.add_argument("--test_fraction", type=float, default=0.2, help="held-out test share for datasets without a test split (default 0.2, stratified)")
+    data.add_argument("--validation_fraction", type=float, default=0.1, help="validation share of the training data (default 0.1; 0 = none)")
+    data.add_argument("--no_standardize", dest="standardize", action="store_false", help="do not scale features to zero mean and unit variance")
+
+    net = parser.add_argument_group("network")
+    net.add_argument("-nhl", "--num_layers", type=int, default=1, help="number of hidden layers (default 1)")
+    net.add_argument("-sz", "--hidden_size", type=int, default=256, help="units per hidden layer (default 256)")
+    net.add_argument("--hidden_sizes", default=None, help="comma-separated hidden widths, e.g. 256,128 (overrides -nhl/-sz)")
+    net.add_argument("-a", "--activation", default="relu", help=f"hidden activation: {', '.join(ACTIVATIONS)} (case-insensitive; default relu)")
+    net.add_argument("-w_i", "--weight_init", default="xavier", help=f"weight init: {', '.join(WEIGHT_INITS)} (case-insensitive; default xavier)")
+    net.add_argument("-l", "--loss", default=None, help=f"loss: {', '.join(LOSS_ALIASES)} (default cross_entropy for labels, squared_error for float targets)")
+
+    opt = parser.add_argument_group("optimization")
+    opt.add_argument("-o", "--optimizer", default="adam", help=f"{', '.join(OPTIMIZERS)} (default adam)")
+    opt.add_argument("-lr", "--learning_rate", type=float, default=1e-3, help="learning rate η (default 1e-3)")
+    opt.add_argument("-m", "--momentum", type=float, default=0.9, help="momentum β for momentum and nag (default 0.9)")
+    opt.add_argument("-beta", "--beta", type=float, default=0.9, help="RMSProp decay β (default 0.9)")
+    opt.add_argument("-beta1", "--beta1", type=float, default=0.9, help="Adam/Nadam β1 (default 0.9)")
+    opt.add_argument("-beta2", "--beta2", type=float, default=0.999, help="Adam/Nadam β2 (default 0.999)")
+    opt.add_argument("-eps", "--epsilon", type=float, default=1e-8, help="ε of RMSProp, Adagrad and Adam-family (default 1e-8)")
+    opt.add_argument("-w_d", "--weight_decay", type=float, default=1e-4, help="L2 weight decay λ, loss += (λ/2)Σ‖W‖² (decoupled for adamw; default 1e-4)")
+    opt.add_argument("--lr_schedule", default="constant", help=f"{', '.join(SCHEDULES)} (default constant)")
+    opt.add_argument("--lr_decay_rate", type=float, default=0.1, help="schedule decay factor (default 0.1)")
+    opt.add_argument("--lr_decay_steps", type=int, default=None, help="schedule length in steps (default: the whole run)")
+    opt.add_argument("--warmup_steps", type=int, default=0, help="linear learning-rate warm-up steps (default 0)")
+    opt.add_argument("--max_grad_norm", type=float, default=None, help="clip the gradient's global norm (default off)")
+
+    loop = parser.add_argument_group("training loop")
+    loop.add_argument("-e", "--epochs", type=int, default=60, help="epochs (default 60)")
+    loop.add_argument("-b", "--batch_size", type=int, default=32, help="mini-batch size (default 32; 0 = full-batch gradient descent)")
+    loop.add_argument("--early_stopping", action="store_true", help="stop when the validation loss stops improving")
+    loop.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default 10)")
+    loop.add_argument("--seed", type=int, default=0, help="seed for init, splits and data order (default 0)")
+    loop.add_argument("--dtype", default="float32", help="float32 (default) or float64")
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", default=None, help="output folder (default runs/<dataset>-<timestamp>); must be new or empty unless --overwrite")
+    out.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output folder (files are replaced atomically)")
+    out.add_argument("--metrics_format", default="jsonl", choices=("jsonl", "csv"), help="per-epoch metrics file format (default jsonl)")
+    out.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
+    out.add_argument("--no_plot", dest="plot", action="store_false", help="do not write loss_curve.png")
+
+
+def _hidden_sizes(args) -> tuple:
+    if args.hidden_sizes:
+        try:
+            return tuple(int(s) for s in args.hidden_sizes.split(",") if s.strip())
+        except ValueError:
+            raise ValueError(f"`--hidden_sizes` must be comma-separated integers, got {args.hidden_sizes!r}") from None
+    if args.num_layers < 0:
+        raise ValueError(f"`--num_layers` must be >= 0, got {args.num_layers}")
+    return (args.hidden_size,) * args.num_layers
+
+
+def _load_splits(args):
+    if args.dataset.lower() in ("mnist", "fashion_mnist"):
+        folder = args.data_dir or os.path.join("data", args.dataset.lower())
+        return load_mnist(folder, "train"), load_mnist(folder, "test")
+    x, y = load_dataset(args.dataset, data_dir=args.data_dir)
+    return train_test_split(np.asarray(x), np.asarray(y), args.test_fraction, seed=args.seed)
+
+
+def _prepare_out_dir(args) -> str:
+    folder = args.out or os.path.join("runs", f"{os.path.basename(args.dataset)}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    if os.path.isdir(folder) and os.listdir(folder) and not args.overwrite:
+        raise ValueError(f"`--out` folder {folder!r} is not empty; choose another or pass --overwrite")
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+class _Progress:
+    """Per-epoch progress: a tqdm bar when available, else one line per epoch on stderr."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar, self.enabled = None, enabled
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, unit="epoch", file=sys.stderr, dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def __call__(self, epoch: int, row: dict) -> None:
+        shown = {k: f"{v:.4f}" for k, v in row.items() if k not in ("epoch", "time_s", "learning_rate")}
+        if self.bar is not None:
+            self.bar.set_postfix(shown, refresh=False)
+            self.bar.update(1)
+        elif self.enabled:
+            print(f"epoch {epoch}: " + " ".join(f"{k}={v}" for k, v in shown.items()), file=sys.stderr)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _write_metrics(folder: str, history: dict, fmt: str) -> str:
+    rows = [dict(zip(history, values)) for values in zip(*history.values())]
+    path = os.path.join(folder, f"metrics.{fmt}")
+    if fmt == "jsonl":
+        text = "".join(json.dumps(row) + "\n" for row in rows)
+    else:
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(history))
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    atomic_write_bytes(path, text.encode(), overwrite=True)
+    return path
+
+
+def _plot_losses(folder: str, history: dict) -> Optional[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no loss_curve.png (pip install 'ffnn_jax[cli]')", file=sys.stderr)
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in ("train_loss", "val_loss"):
+        if key in history:
+            ax.plot(history["epoch"], history[key], label=key.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = os.path.join(folder, "loss_curve.png")
+    tmp = os.path.join(folder, ".tmp-loss_curve.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def run_train(args) -> int:
+    """Runs ``ffnn-jax train`` from parsed flags; returns the exit status."""
+    settings = dict(
+        hidden_sizes=_hidden_sizes(args),
+        activation=args.activation,
+        loss=args.loss,
+        weight_init=args.weight_init,
+        optimizer=args.optimizer,
+        learning_rate=args.learning_rate,
+        momentum=args.momentum,
+        beta=args.beta,
+        beta1=args.beta1,
+        beta2=args.beta2,
+        epsilon=args.epsilon,
+        weight_decay=args.weight_decay,
+        lr_schedule=args.lr_schedule,
+        lr_decay_rate=args.lr_decay_rate,
+        lr_decay_steps=args.lr_decay_steps,
+        warmup_steps=args.warmup_steps,
+        max_grad_norm=args.max_grad_norm,
+        epochs=args.epochs,
+        batch_size=None if args.batch_size == 0 else args.batch_size,
+        seed=args.seed,
+        validation_fraction=args.validation_fraction,
+        early_stopping=args.early_stopping,
+        patience=args.patience,
+        standardize=args.standardize,
+        dtype=args.dtype,
+    )
+    from ._config import TrainConfig
+
+    TrainConfig(**settings)  # every setting is checked before data is read or anything compiles
+    (x, y), (x_test, y_test) = _load_splits(args)
+    folder = _prepare_out_dir(args)
+    progress = _Progress(args.epochs, args.progress)
+    start = time.perf_counter()
+    try:
+        result = train(x, y, callbacks=[progress], **settings)
+    except TrainingDivergedError as error:
+        progress.close()
+        save_params(os.path.join(folder, "params_last_finite.npz"), error.params, metadata={"diverged_epoch": error.epoch}, overwrite=True)
+        print(f"ffnn-jax: {error}\nlast finite parameters saved to {folder}/params_last_finite.npz", file=sys.stderr)
+        return 1
+    progress.close()
+    seconds = time.perf_counter() - start
+    test = result.evaluate(x_test, y_test)
+    summary = {
+        "dataset": args.dataset,
+        "train_samples": int(len(x)),
+        "test_samples": int(len(x_test)),
+        "layer_sizes": list(result.layer_sizes),
+        "epochs_run": len(result.history["epoch"]),
+        "best_epoch": result.best_epoch,
+        "train_seconds": round(seconds, 3),
+        "first_epoch_seconds": round(result.history["time_s"][0], 3),
+        **{f"final_{k}": v[-1] for k, v in result.history.items() if k not in ("epoch", "time_s")},
+        **{f"test_{k}": v for k, v in test.items()},
+        "config": result.config.to_dict(),
+    }
+    metadata = {"config": result.config.to_dict(), "task": result.task, "loss": result.model.loss}
+    if result.standardizer is not None:
+        metadata["standardizer"] = {"mean": result.standardizer.mean.tolist(), "scale": result.standardizer.scale.tolist()}
+    save_params(os.path.join(folder, "params.npz"), result.params, metadata=metadata, overwrite=True)
+    _write_metrics(folder, result.history, args.metrics_format)
+    if args.plot:
+        _plot_losses(folder, result.history)
+    atomic_write_bytes(os.path.join(folder, "summary.json"), json.dumps(summary, indent=2).encode(), overwrite=True)
+    metric = "accuracy" if "accuracy" in test else "r2"
+    print(
+        f"trained {'-'.join(map(str, result.layer_sizes))} on {args.dataset} for {summary['epochs_run']} epochs "
+        f"in {seconds:.2f} s (first epoch, with compilation: {summary['first_epoch_seconds']:.2f} s)\n"
+        f"test loss {test['loss']:.4f}, test {metric} {test[metric]:.4f}\n"
+        f"files in {folder}/: params.npz, metrics.{args.metrics_format}, summary.json"
+        + (", loss_curve.png" if args.plot else "")
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ffnn-jax", description="Train feedforward networks with JAX (gradient descent on θ).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train_parser = commands.add_parser("train", help="train a network and write params, metrics and a loss curve", description="Train a feedforward network; files go to --out.")
+    _add_train_flags(train_parser)
+    train_parser.set_defaults(run=run_train)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
+        parser.exit(2, f"ffnn-jax: error: {error}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

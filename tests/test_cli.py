@@ -1,0 +1,81 @@
+"""The command line: flags, files written, progress, errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ffnn_jax import cli
+from ffnn_jax._checkpoint import load_params
+
+
+def test_train_on_digits_writes_params_metrics_summary_and_loss_curve(tmp_path, capsys):
+    out = tmp_path / "run"
+    status = cli.main(["train", "-e", "3", "-b", "64", "-sz", "32", "-nhl", "2", "-a", "ReLU", "-w_i", "Xavier", "-o", "nadam", "-lr", "0.002", "--out", str(out)])
+    assert status == 0
+    captured = capsys.readouterr()
+    assert "test accuracy" in captured.out and "epoch" in captured.err  # summary and progress bar
+    assert sorted(p.name for p in out.iterdir()) == ["loss_curve.png", "metrics.jsonl", "params.npz", "summary.json"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and "val_accuracy" in rows[0]
+    params, meta = load_params(str(out / "params.npz"))
+    assert meta["layer_sizes"] == [64, 32, 32, 10] and meta["config"]["optimizer"] == "nadam"
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["epochs_run"] == 3
+
+
+def test_assignment_style_flags_map_onto_the_trainer(tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "-d", "digits", "-e", "1", "-b", "16", "-l", "mean_squared_error", "-o", "momentum", "-lr", "0.1", "-m", "0.5",
+            "-beta", "0.5", "-beta1", "0.5", "-beta2", "0.5", "-eps", "1e-6", "-w_d", "0.0005", "-w_i", "random", "-nhl", "1",
+            "-sz", "8", "-a", "sigmoid", "--metrics_format", "csv", "--no_plot", "--no_progress", "--out", str(out)]
+    assert cli.main(argv) == 0
+    config = json.loads((out / "summary.json").read_text())["config"]
+    assert config["loss"] == "squared_error" and config["momentum"] == 0.5 and config["weight_init"] == "random"
+    assert config["weight_decay"] == 0.0005 and config["epsilon"] == 1e-6 and config["activation"] == "sigmoid"
+    assert (out / "metrics.csv").read_text().startswith("epoch,train_loss")
+
+
+def test_regression_on_the_built_in_diabetes_set(tmp_path, capsys):
+    assert cli.main(["train", "-d", "diabetes", "-e", "2", "--no_progress", "--no_plot", "--out", str(tmp_path / "r")]) == 0
+    assert "test r2" in capsys.readouterr().out
+
+
+def test_a_non_empty_output_folder_is_refused_and_left_untouched(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "-e", "1", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "not empty" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["-lr", "-1"], "`learning_rate`"), (["-a", "swish2"], "`activation`"), (["-o", "adamax"], "`optimizer`"), (["-sz", "0"], "`hidden_sizes[0]`"), (["-d", "imagenet"], "`dataset`")],
+    ids=["lr", "activation", "optimizer", "size", "dataset"],
+)
+def test_bad_flags_exit_with_status_2_and_name_the_setting(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "-e", "1", "--out", str(tmp_path / "x"), *flags])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_divergence_exits_1_and_saves_the_last_finite_params(tmp_path, capsys):
+    csv_path = tmp_path / "d.csv"
+    x = np.random.default_rng(0).normal(size=(64, 2))
+    np.savetxt(csv_path, np.column_stack([x, 1e3 * x.sum(1) + 0.5]), delimiter=",")
+    status = cli.main(["train", "-d", str(csv_path), "-o", "sgd", "-lr", "5", "-a", "identity", "-e", "30", "--no_standardize", "--no_progress", "--out", str(tmp_path / "o")])
+    assert status == 1
+    assert "diverged at epoch" in capsys.readouterr().err
+    params, meta = load_params(str(tmp_path / "o" / "params_last_finite.npz"))
+    assert all(np.all(np.isfinite(p.W)) for p in params) and meta["diverged_epoch"] >= 1
+
+
+def test_help_lists_every_assignment_flag():
+    text = subprocess.run([sys.executable, "-m", "ffnn_jax", "train", "--help"], capture_output=True, text=True, check=True).stdout
+    for flag in ["-d", "-e", "-b", "-l", "-o", "-lr", "-m", "-beta", "-beta1", "-beta2", "-eps", "-w_d", "-w_i", "-nhl", "-sz", "-a"]:
+        assert f" {flag} " in text or f" {flag}," in text, flag

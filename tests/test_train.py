@@ -1,0 +1,213 @@
+"""train(), the fused epoch and the jitted step: convergence, exactness, determinism, compiles."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import ffnn_jax
+from ffnn_jax._data import train_test_split
+from ffnn_jax._step import ModelSpec, init_train_state, run_epoch
+from helpers import assert_all_finite, assert_trees_all_close, assert_trees_all_equal
+
+
+def _blobs(n=120, d=4, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=3.0, size=(k, d))
+    y = rng.integers(0, k, size=n)
+    return (centers[y] + rng.normal(size=(n, d))).astype(np.float32), y.astype(np.int32)
+
+
+def test_gradient_descent_decreases_the_loss_of_a_convex_problem():
+    x, y = _blobs()
+    result = ffnn_jax.train(x, y, hidden_sizes=(), optimizer="sgd", learning_rate=0.05, batch_size=None, epochs=100)
+    losses = np.array(result.history["train_loss"])
+    assert np.all(np.diff(losses) < 0), "full-batch GD on softmax regression must decrease the loss every epoch"
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_the_lectures_sigmoid_neuron_converges_under_plain_gradient_descent():
+    # f(x) = σ(w x + b) through (0.5, 0.2) and (2.5, 0.9); the loss is Σ (f(x) − y)² / 2.
+    x = jnp.array([[0.5], [2.5]])
+    y = jnp.array([0.2, 0.9])
+    params = (ffnn_jax.LayerParams(W=jnp.array([[-2.0]]), b=jnp.array([-2.0])),)
+
+    def loss_fn(params):
+        prediction = jax.nn.sigmoid(ffnn_jax.forward(params, x))[:, 0]
+        return 0.5 * jnp.sum((prediction - y) ** 2)
+
+    optimizer = ffnn_jax.make_optimizer("sgd", learning_rate=1.0)
+
+    @jax.jit
+    def descend(params, opt_state):
+        def step(carry, _):
+            params, opt_state = carry
+            updates, opt_state = optimizer.update(jax.grad(loss_fn)(params), opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        return jax.lax.scan(step, (params, opt_state), None, length=20000)[0]
+
+    params, _ = descend(params, optimizer.init(params))
+    w, b = float(params[0].W[0, 0]), float(params[0].b[0])
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    w_star = (logit(0.9) - logit(0.2)) / 2.0
+    assert float(loss_fn(params)) < 1e-5
+    np.testing.assert_allclose([w, b], [w_star, logit(0.2) - 0.5 * w_star], rtol=2e-2)
+
+
+def test_digits_reaches_at_least_97_percent_test_accuracy():
+    x, y = ffnn_jax.load_digits()
+    (x_train, y_train), (x_test, y_test) = train_test_split(x, y, 0.2, seed=0)
+    result = ffnn_jax.train(
+        x_train, y_train, hidden_sizes=(256,), optimizer="adam", learning_rate=1e-3, weight_decay=1e-4,
+        epochs=60, batch_size=32, standardize=True, seed=0,
+    )
+    accuracy = result.evaluate(x_test, y_test)["accuracy"]
+    assert accuracy >= 0.97, accuracy
+    np.testing.assert_allclose(np.mean(result.predict(x_test) == y_test), accuracy, rtol=1e-6)
+
+
+def test_a_smooth_regression_target_is_fitted():
+    x = np.linspace(-3, 3, 256, dtype=np.float32)[:, None]
+    y = np.sin(x[:, 0]) + 0.5 * x[:, 0]
+    result = ffnn_jax.train(x, y, hidden_sizes=(32, 32), activation="tanh", optimizer="adam", learning_rate=1e-2, epochs=300)
+    assert result.task == "regression"
+    assert result.evaluate(x, y)["r2"] > 0.995
+    assert result.predict(x).shape == (256,)
+
+
+def test_same_seed_gives_bitwise_identical_params_and_another_seed_does_not():
+    x, y = _blobs()
+    settings = dict(hidden_sizes=(8,), optimizer="adam", learning_rate=1e-2, epochs=3, batch_size=16, validation_fraction=0.2)
+    a = ffnn_jax.train(x, y, seed=3, **settings)
+    b = ffnn_jax.train(x, y, seed=3, **settings)
+    c = ffnn_jax.train(x, y, seed=4, **settings)
+    assert_trees_all_equal(a.params, b.params)
+    assert not np.array_equal(a.params[0].W, c.params[0].W)
+
+
+class _CompileCounter:
+    """Counts XLA backend compilations while active."""
+
+    def __enter__(self):
+        self.count = 0
+        self._listener = lambda name, *args, **kwargs: setattr(self, "count", self.count + (name == "/jax/core/compile/backend_compile_duration"))
+        jax.monitoring.register_event_duration_secs_listener(self._listener)
+        return self
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listener)
+
+
+def test_repeated_train_calls_with_new_learning_rate_epochs_seed_and_decay_compile_nothing():
+    x, y = _blobs(n=100)
+    base = dict(hidden_sizes=(16,), optimizer="momentum", batch_size=32, validation_fraction=0.1, lr_schedule="cosine")
+    with _CompileCounter() as first:
+        ffnn_jax.train(x, y, learning_rate=0.1, epochs=2, seed=0, momentum=0.9, weight_decay=0.0, **base)
+    with _CompileCounter() as second:
+        ffnn_jax.train(x, y, learning_rate=0.01, epochs=5, seed=7, momentum=0.5, weight_decay=1e-3, **base)
+    assert first.count >= 1  # the counter does see compilations
+    assert second.count == 0
+
+
+def test_the_padded_last_batch_counts_every_sample_exactly_once():
+    # 10 samples in batches of 4: the fused epoch must equal three plain GD steps on 4, 4 and 2 rows.
+    x, y = _blobs(n=10)
+    params = ffnn_jax.init_params(jax.random.key(0), [4, 5, 3])
+    optimizer = ffnn_jax.make_optimizer("sgd", learning_rate=0.1)
+    model = ModelSpec("relu", "cross_entropy", True)
+    state = init_train_state(jax.tree_util.tree_map(jnp.array, params), optimizer, jax.random.key(1))
+    spec = ffnn_jax._optim.OptimizerSpec("sgd")
+    state, sums = run_epoch(state, jnp.asarray(x), jnp.asarray(y), jnp.ones(10), model=model, optimizer=spec, batch_size=4, shuffle=False)
+    expected = params
+    for start in (0, 4, 8):
+        grads = jax.grad(ffnn_jax.loss)(expected, (x[start : start + 4], y[start : start + 4]))
+        expected = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, expected, grads)
+    assert_trees_all_close(state.params, expected, rtol=1e-5, atol=1e-6)
+    assert float(sums.count) == 10.0 and int(state.step) == 3
+
+
+def test_a_sample_weight_of_two_equals_duplicating_the_row():
+    x, y = _blobs(n=20)
+    weights = np.ones(20)
+    weights[:5] = 2.0
+    settings = dict(hidden_sizes=(6,), optimizer="sgd", learning_rate=0.1, epochs=5, batch_size=None)
+    weighted = ffnn_jax.train(x, y, sample_weight=weights, **settings)
+    duplicated = ffnn_jax.train(np.concatenate([x, x[:5]]), np.concatenate([y, y[:5]]), **settings)
+    assert_trees_all_close(weighted.params, duplicated.params, rtol=1e-4, atol=1e-6)
+
+
+def test_divergence_raises_with_the_epoch_and_keeps_the_last_finite_params():
+    x, _ = _blobs()
+    y = x.sum(axis=1) * 100.0  # a regression where η = 0.05 is far past the stability limit
+    with pytest.raises(ffnn_jax.TrainingDivergedError, match="epoch") as caught:
+        ffnn_jax.train(x, y, hidden_sizes=(32,), activation="identity", optimizer="sgd", learning_rate=0.05, epochs=50)
+    error = caught.value
+    assert error.epoch >= 1 and error.step >= 0
+    assert_all_finite(error.params)
+    assert len(error.history.get("epoch", [])) == error.epoch - 1
+
+
+def test_history_has_per_epoch_train_and_validation_metrics_and_wall_time():
+    x, y = _blobs()
+    result = ffnn_jax.train(x, y, hidden_sizes=(8,), epochs=4, validation_fraction=0.25, optimizer="adam", learning_rate=1e-2)
+    assert set(result.history) >= {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "time_s", "learning_rate"}
+    assert all(len(v) == 4 for v in result.history.values())
+    x_val, y_val = _blobs(n=30, seed=1)
+    explicit = ffnn_jax.train(x, y, hidden_sizes=(8,), epochs=2, validation_data=(x_val, y_val))
+    assert len(explicit.history["val_loss"]) == 2
+
+
+def test_early_stopping_stops_and_returns_the_best_epochs_params():
+    x, y = _blobs(n=60)
+    x_val, y_val = _blobs(n=60, seed=5)
+    y_val = (y_val + 1) % 3  # validation labels disagree with training: val loss soon rises
+    result = ffnn_jax.train(
+        x, y, validation_data=(x_val, y_val), hidden_sizes=(16,), optimizer="adam", learning_rate=0.05,
+        epochs=200, early_stopping=True, patience=3,
+    )
+    assert result.stopped_early and len(result.history["epoch"]) < 200
+    best = int(np.argmin(result.history["val_loss"])) + 1
+    assert result.best_epoch == best
+    np.testing.assert_allclose(result.evaluate(x_val, y_val)["loss"], result.history["val_loss"][best - 1], rtol=1e-5)
+
+
+def test_a_callback_returning_true_stops_training():
+    x, y = _blobs()
+    seen = []
+    result = ffnn_jax.train(x, y, hidden_sizes=(4,), epochs=50, callbacks=[lambda epoch, row: seen.append(row) or epoch == 3])
+    assert len(result.history["epoch"]) == 3 and len(seen) == 3
+
+
+def test_continuing_from_a_state_keeps_the_step_count_and_optimizer_state():
+    x, y = _blobs()
+    first = ffnn_jax.train(x, y, hidden_sizes=(4,), epochs=2, batch_size=40, optimizer="adam")
+    more = ffnn_jax.train(x, y, hidden_sizes=(4,), epochs=1, batch_size=40, optimizer="adam", initial_state=first.state)
+    assert int(more.state.step) == int(first.state.step) + 3
+    assert_all_finite(first.state.params)  # the caller's state was not donated away
+
+
+def test_multi_label_binary_cross_entropy_and_multi_output_regression():
+    x, y = _blobs()
+    labels = np.stack([y == 0, y == 1], axis=1).astype(np.int32)
+    multi = ffnn_jax.train(x, labels, loss="binary_cross_entropy", hidden_sizes=(8,), epochs=30, optimizer="adam", learning_rate=1e-2)
+    assert multi.predict(x).shape == (len(x), 2) and multi.predict_proba(x).shape == (len(x), 2)
+    assert multi.history["train_accuracy"][-1] > 0.9
+    regression = ffnn_jax.train(x, np.stack([x[:, 0], x[:, 1]], 1), hidden_sizes=(8,), epochs=5)
+    assert regression.predict(x).shape == (len(x), 2)
+
+
+def test_make_train_step_applies_one_jitted_gradient_step_and_skips_non_finite_ones(key):
+    params = ffnn_jax.init_params(key, [4, 3])
+    optimizer = ffnn_jax.make_optimizer("sgd", learning_rate=0.5)
+    step = ffnn_jax.make_train_step(optimizer)
+    x, y = jnp.asarray(_blobs(n=8)[0]), jnp.asarray(_blobs(n=8)[1])
+    state = init_train_state(jax.tree_util.tree_map(jnp.array, params), optimizer, key)
+    new_state, metrics = step(state, (x, y))
+    grads = jax.grad(ffnn_jax.loss)(params, (x, y))
+    assert_trees_all_close(new_state.params, jax.tree_util.tree_map(lambda p, g: p - 0.5 * g, params, grads), rtol=1e-5, atol=1e-6)
+    assert bool(metrics.finite)
+    kept, metrics = step(jax.tree_util.tree_map(jnp.array, new_state), (x.at[0, 0].set(jnp.nan), y))
+    assert not bool(metrics.finite)
+    assert_trees_all_equal(kept.params, new_state.params)
