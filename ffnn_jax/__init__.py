@@ -12,6 +12,9 @@ from ._data import Dataset as Dataset
 from ._data import load_dataset as load_dataset
 from ._data import load_diabetes as load_diabetes
 from ._data import load_digits as load_digits
+from ._inference import evaluate as evaluate
+from ._inference import predict as predict
+from ._inference import predict_proba as predict_proba
 from ._losses import loss as loss
 from ._model import forward as forward
 from ._optim import make_optimizer as make_optimizer
@@ -24,9 +27,6 @@ from ._step import make_train_step as make_train_step
 from ._train import TrainingDivergedError as TrainingDivergedError
 from ._train import TrainResult as TrainResult
 from ._train import train as train
-from ._inference import evaluate as evaluate
-from ._inference import predict as predict
-from ._inference import predict_proba as predict_proba
 from ._types import LayerParams as LayerParams
 
 

@@ -85,7 +85,9 @@ class TrainConfig:
         if self.max_grad_norm is not None:
             check_real("max_grad_norm", self.max_grad_norm, low=0.0, low_inclusive=False)
         if self.reduce_lr_factor is not None:
-            check_real("reduce_lr_factor", self.reduce_lr_factor, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+            check_real(
+                "reduce_lr_factor", self.reduce_lr_factor, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
+            )
             if not isinstance(self.optimizer, str):
                 raise ValueError("`reduce_lr_factor` needs a named optimizer (its learning rate lives in the state)")
         check_non_negative_int("reduce_lr_patience", self.reduce_lr_patience)

@@ -74,5 +74,3 @@ def evaluate(
     model = ModelSpec(activation, loss, task == "classification")
     metrics = evaluate_arrays(params, x, y, jnp.asarray(weight_decay, jnp.float32), model=model)
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
-
-

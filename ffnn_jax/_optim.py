@@ -125,7 +125,9 @@ def _optimizer_from_hyperparams(
     elif name == "nadam":
         base = optax.nadam(lr, b1=beta1, b2=beta2, eps=epsilon)
     elif name == "adamw":
-        base = optax.adamw(lr, b1=beta1, b2=beta2, eps=epsilon, weight_decay=decoupled_weight_decay, mask=weights_only_mask)
+        base = optax.adamw(
+            lr, b1=beta1, b2=beta2, eps=epsilon, weight_decay=decoupled_weight_decay, mask=weights_only_mask
+        )
     else:
         raise ValueError(f"`optimizer` must be one of {list(OPTIMIZERS)}, got {name!r}")
     if clip:

@@ -65,7 +65,9 @@ class TrainResult:
     def predict(self, x) -> np.ndarray:
         """Labels [n] (classification), 0/1 [n, k] (multi-label) or outputs (regression)."""
         multi_label = self.model.loss == "binary_cross_entropy"
-        labels = predict(self.params, self._inputs(x), activation=self.model.activation, task=self.task, multi_label=multi_label)
+        labels = predict(
+            self.params, self._inputs(x), activation=self.model.activation, task=self.task, multi_label=multi_label
+        )
         return np.asarray(labels)
 
     def predict_proba(self, x) -> np.ndarray:
@@ -73,7 +75,9 @@ class TrainResult:
         if self.task != "classification":
             raise ValueError("`predict_proba` needs a classification model; this one is a regression")
         multi_label = self.model.loss == "binary_cross_entropy"
-        return np.asarray(predict_proba(self.params, self._inputs(x), activation=self.model.activation, multi_label=multi_label))
+        return np.asarray(
+            predict_proba(self.params, self._inputs(x), activation=self.model.activation, multi_label=multi_label)
+        )
 
     def evaluate(self, x, y) -> dict:
         """``{"loss", "accuracy"}`` (classification) or ``{"loss", "r2"}`` on raw inputs."""
@@ -103,9 +107,15 @@ class _Prepared(NamedTuple):
 def _validate_sample_weight(sample_weight, n: int, dtype) -> np.ndarray:
     if sample_weight is None:
         return np.ones((n,), dtype)
-    w = validate_x(np.asarray(sample_weight).reshape(-1, 1) if np.ndim(sample_weight) == 1 else sample_weight, "sample_weight", dtype=dtype)
+    w = validate_x(
+        np.asarray(sample_weight).reshape(-1, 1) if np.ndim(sample_weight) == 1 else sample_weight,
+        "sample_weight",
+        dtype=dtype,
+    )
     if w.shape != (n, 1):
-        raise ValueError(f"`sample_weight` must have shape [{n}] (one weight per sample), got {np.shape(sample_weight)}")
+        raise ValueError(
+            f"`sample_weight` must have shape [{n}] (one weight per sample), got {np.shape(sample_weight)}"
+        )
     if np.any(w < 0) or not np.any(w > 0):
         raise ValueError("`sample_weight` must be >= 0 with at least one positive weight")
     return w[:, 0]
@@ -120,7 +130,9 @@ def _prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> _Prep
         task = "classification" if config.loss == "binary_cross_entropy" else infer_task(np.asarray(y))
     loss = config.loss or ("cross_entropy" if task == "classification" else "squared_error")
     if task == "regression" and loss != "squared_error":
-        raise ValueError(f"`loss`={loss!r} needs class labels in `y`, got float targets (regression); use 'squared_error' or integer labels")
+        raise ValueError(
+            f"`loss`={loss!r} needs class labels in `y`, got float targets (regression); use 'squared_error' or integer labels"
+        )
     multi_label = loss == "binary_cross_entropy"
     checks = dict(task=task, n_classes=config.n_classes, multi_label=multi_label, dtype=dtype)
     y = validate_y(y, "y", n_samples=len(x), **checks)
@@ -230,7 +242,9 @@ def train(
     else:
         if layer_sizes_of(initial_params) != sizes:
             name = "initial_state" if initial_state is not None else "initial_params"
-            raise ValueError(f"`{name}` must have layer sizes {list(sizes)}, got {list(layer_sizes_of(initial_params))}")
+            raise ValueError(
+                f"`{name}` must have layer sizes {list(sizes)}, got {list(layer_sizes_of(initial_params))}"
+            )
         params = initial_params
     n = len(data.x)
     batch_size = n if config.batch_size is None else min(config.batch_size, n)
@@ -255,7 +269,9 @@ def train(
     monitor = "val_loss" if has_val else "train_loss"
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
-        state, sums = run_epoch(state, x_dev, y_dev, w_dev, model=model, optimizer=optimizer_spec, batch_size=batch_size, shuffle=shuffle)
+        state, sums = run_epoch(
+            state, x_dev, y_dev, w_dev, model=model, optimizer=optimizer_spec, batch_size=batch_size, shuffle=shuffle
+        )
         val = evaluate_arrays(state.params, x_val_dev, y_val_dev, state.weight_decay, model=model) if has_val else {}
         lr = getattr(state.opt_state, "hyperparams", {}).get("learning_rate")
         sums, val, lr = jax.device_get((sums, val, lr))
@@ -293,7 +309,9 @@ def train(
 
     params = best_params if best_params is not None else state.params
     returned_epoch = best_epoch if best_params is not None else epoch
-    return TrainResult(params, history, config, model, data.task, data.standardizer, state, returned_epoch, stopped_early)
+    return TrainResult(
+        params, history, config, model, data.task, data.standardizer, state, returned_epoch, stopped_early
+    )
 
 
 def _continue_from(previous: TrainState, fresh: TrainState) -> TrainState:

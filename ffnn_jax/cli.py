@@ -27,19 +27,58 @@ from ._train import TrainingDivergedError, train
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("-d", "--dataset", default="digits", help="digits (default, built in), diabetes (built-in regression), mnist or fashion_mnist (IDX files in --data_dir), or a .npz (arrays x, y) / .csv (last column = target) path")
-    data.add_argument("--data_dir", default=None, help="folder with the MNIST-format IDX files (plain or .gz); default data/<dataset>")
-    data.add_argument("--test_fraction", type=float, default=0.2, help="held-out test share for datasets without a test split (default 0.2, stratified)")
-    data.add_argument("--validation_fraction", type=float, default=0.1, help="validation share of the training data (default 0.1; 0 = none)")
-    data.add_argument("--no_standardize", dest="standardize", action="store_false", help="do not scale features to zero mean and unit variance")
+    data.add_argument(
+        "-d",
+        "--dataset",
+        default="digits",
+        help="digits (default, built in), diabetes (built-in regression), mnist or fashion_mnist (IDX files in --data_dir), or a .npz (arrays x, y) / .csv (last column = target) path",
+    )
+    data.add_argument(
+        "--data_dir", default=None, help="folder with the MNIST-format IDX files (plain or .gz); default data/<dataset>"
+    )
+    data.add_argument(
+        "--test_fraction",
+        type=float,
+        default=0.2,
+        help="held-out test share for datasets without a test split (default 0.2, stratified)",
+    )
+    data.add_argument(
+        "--validation_fraction",
+        type=float,
+        default=0.1,
+        help="validation share of the training data (default 0.1; 0 = none)",
+    )
+    data.add_argument(
+        "--no_standardize",
+        dest="standardize",
+        action="store_false",
+        help="do not scale features to zero mean and unit variance",
+    )
 
     net = parser.add_argument_group("network")
     net.add_argument("-nhl", "--num_layers", type=int, default=1, help="number of hidden layers (default 1)")
     net.add_argument("-sz", "--hidden_size", type=int, default=256, help="units per hidden layer (default 256)")
-    net.add_argument("--hidden_sizes", default=None, help="comma-separated hidden widths, e.g. 256,128 (overrides -nhl/-sz)")
-    net.add_argument("-a", "--activation", default="relu", help=f"hidden activation: {', '.join(ACTIVATIONS)} (case-insensitive; default relu)")
-    net.add_argument("-w_i", "--weight_init", default="xavier", help=f"weight init: {', '.join(WEIGHT_INITS)} (case-insensitive; default xavier)")
-    net.add_argument("-l", "--loss", default=None, help=f"loss: {', '.join(LOSS_ALIASES)} (default cross_entropy for labels, squared_error for float targets)")
+    net.add_argument(
+        "--hidden_sizes", default=None, help="comma-separated hidden widths, e.g. 256,128 (overrides -nhl/-sz)"
+    )
+    net.add_argument(
+        "-a",
+        "--activation",
+        default="relu",
+        help=f"hidden activation: {', '.join(ACTIVATIONS)} (case-insensitive; default relu)",
+    )
+    net.add_argument(
+        "-w_i",
+        "--weight_init",
+        default="xavier",
+        help=f"weight init: {', '.join(WEIGHT_INITS)} (case-insensitive; default xavier)",
+    )
+    net.add_argument(
+        "-l",
+        "--loss",
+        default=None,
+        help=f"loss: {', '.join(LOSS_ALIASES)} (default cross_entropy for labels, squared_error for float targets)",
+    )
 
     opt = parser.add_argument_group("optimization")
     opt.add_argument("-o", "--optimizer", default="adam", help=f"{', '.join(OPTIMIZERS)} (default adam)")
@@ -48,26 +87,51 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("-beta", "--beta", type=float, default=0.9, help="RMSProp decay β (default 0.9)")
     opt.add_argument("-beta1", "--beta1", type=float, default=0.9, help="Adam/Nadam β1 (default 0.9)")
     opt.add_argument("-beta2", "--beta2", type=float, default=0.999, help="Adam/Nadam β2 (default 0.999)")
-    opt.add_argument("-eps", "--epsilon", type=float, default=1e-8, help="ε of RMSProp, Adagrad and Adam-family (default 1e-8)")
-    opt.add_argument("-w_d", "--weight_decay", type=float, default=1e-4, help="L2 weight decay λ, loss += (λ/2)Σ‖W‖² (decoupled for adamw; default 1e-4)")
+    opt.add_argument(
+        "-eps", "--epsilon", type=float, default=1e-8, help="ε of RMSProp, Adagrad and Adam-family (default 1e-8)"
+    )
+    opt.add_argument(
+        "-w_d",
+        "--weight_decay",
+        type=float,
+        default=1e-4,
+        help="L2 weight decay λ, loss += (λ/2)Σ‖W‖² (decoupled for adamw; default 1e-4)",
+    )
     opt.add_argument("--lr_schedule", default="constant", help=f"{', '.join(SCHEDULES)} (default constant)")
     opt.add_argument("--lr_decay_rate", type=float, default=0.1, help="schedule decay factor (default 0.1)")
-    opt.add_argument("--lr_decay_steps", type=int, default=None, help="schedule length in steps (default: the whole run)")
+    opt.add_argument(
+        "--lr_decay_steps", type=int, default=None, help="schedule length in steps (default: the whole run)"
+    )
     opt.add_argument("--warmup_steps", type=int, default=0, help="linear learning-rate warm-up steps (default 0)")
     opt.add_argument("--max_grad_norm", type=float, default=None, help="clip the gradient's global norm (default off)")
 
     loop = parser.add_argument_group("training loop")
     loop.add_argument("-e", "--epochs", type=int, default=60, help="epochs (default 60)")
-    loop.add_argument("-b", "--batch_size", type=int, default=32, help="mini-batch size (default 32; 0 = full-batch gradient descent)")
+    loop.add_argument(
+        "-b", "--batch_size", type=int, default=32, help="mini-batch size (default 32; 0 = full-batch gradient descent)"
+    )
     loop.add_argument("--early_stopping", action="store_true", help="stop when the validation loss stops improving")
     loop.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default 10)")
     loop.add_argument("--seed", type=int, default=0, help="seed for init, splits and data order (default 0)")
     loop.add_argument("--dtype", default="float32", help="float32 (default) or float64")
 
     out = parser.add_argument_group("output")
-    out.add_argument("--out", default=None, help="output folder (default runs/<dataset>-<timestamp>); must be new or empty unless --overwrite")
-    out.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output folder (files are replaced atomically)")
-    out.add_argument("--metrics_format", default="jsonl", choices=("jsonl", "csv"), help="per-epoch metrics file format (default jsonl)")
+    out.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default runs/<dataset>-<timestamp>); must be new or empty unless --overwrite",
+    )
+    out.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="allow writing into a non-empty output folder (files are replaced atomically)",
+    )
+    out.add_argument(
+        "--metrics_format",
+        default="jsonl",
+        choices=("jsonl", "csv"),
+        help="per-epoch metrics file format (default jsonl)",
+    )
     out.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
     out.add_argument("--no_plot", dest="plot", action="store_false", help="do not write loss_curve.png")
 
@@ -92,7 +156,9 @@ def _load_splits(args):
 
 
 def _prepare_out_dir(args) -> str:
-    folder = args.out or os.path.join("runs", f"{os.path.basename(args.dataset)}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    folder = args.out or os.path.join(
+        "runs", f"{os.path.basename(args.dataset)}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    )
     if os.path.isdir(folder) and os.listdir(folder) and not args.overwrite:
         raise ValueError(f"`--out` folder {folder!r} is not empty; choose another or pass --overwrite")
     os.makedirs(folder, exist_ok=True)
@@ -209,7 +275,12 @@ def run_train(args) -> int:
         result = train(x, y, callbacks=[progress], **settings)
     except TrainingDivergedError as error:
         progress.close()
-        save_params(os.path.join(folder, "params_last_finite.npz"), error.params, metadata={"diverged_epoch": error.epoch}, overwrite=True)
+        save_params(
+            os.path.join(folder, "params_last_finite.npz"),
+            error.params,
+            metadata={"diverged_epoch": error.epoch},
+            overwrite=True,
+        )
         print(f"ffnn-jax: {error}\nlast finite parameters saved to {folder}/params_last_finite.npz", file=sys.stderr)
         return 1
     progress.close()
@@ -230,7 +301,10 @@ def run_train(args) -> int:
     }
     metadata = {"config": result.config.to_dict(), "task": result.task, "loss": result.model.loss}
     if result.standardizer is not None:
-        metadata["standardizer"] = {"mean": result.standardizer.mean.tolist(), "scale": result.standardizer.scale.tolist()}
+        metadata["standardizer"] = {
+            "mean": result.standardizer.mean.tolist(),
+            "scale": result.standardizer.scale.tolist(),
+        }
     save_params(os.path.join(folder, "params.npz"), result.params, metadata=metadata, overwrite=True)
     _write_metrics(folder, result.history, args.metrics_format)
     if args.plot:
@@ -248,9 +322,15 @@ def run_train(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ffnn-jax", description="Train feedforward networks with JAX (gradient descent on θ).")
+    parser = argparse.ArgumentParser(
+        prog="ffnn-jax", description="Train feedforward networks with JAX (gradient descent on θ)."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    train_parser = commands.add_parser("train", help="train a network and write params, metrics and a loss curve", description="Train a feedforward network; files go to --out.")
+    train_parser = commands.add_parser(
+        "train",
+        help="train a network and write params, metrics and a loss curve",
+        description="Train a feedforward network; files go to --out.",
+    )
     _add_train_flags(train_parser)
     train_parser.set_defaults(run=run_train)
     return parser

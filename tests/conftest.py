@@ -13,7 +13,6 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 
-
 @pytest.fixture
 def key():
     return jax.random.key(0)

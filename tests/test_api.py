@@ -4,10 +4,29 @@ import ffnn_jax
 
 
 PUBLIC_NAMES = [
-    "init_params", "forward", "loss", "ravel", "count_params", "train", "predict", "predict_proba", "evaluate",
-    "make_optimizer", "make_train_step", "init_train_state", "TrainState", "TrainConfig", "TrainResult",
-    "TrainingDivergedError", "LayerParams", "load_digits", "load_diabetes", "load_dataset", "Dataset",
-    "save_params", "load_params",
+    "init_params",
+    "forward",
+    "loss",
+    "ravel",
+    "count_params",
+    "train",
+    "predict",
+    "predict_proba",
+    "evaluate",
+    "make_optimizer",
+    "make_train_step",
+    "init_train_state",
+    "TrainState",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDivergedError",
+    "LayerParams",
+    "load_digits",
+    "load_diabetes",
+    "load_dataset",
+    "Dataset",
+    "save_params",
+    "load_params",
 ]
 
 

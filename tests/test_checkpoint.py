@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from helpers import assert_trees_all_equal
 
 import ffnn_jax
 from ffnn_jax._checkpoint import load_params, save_params
-from helpers import assert_trees_all_equal
 
 
 def test_params_round_trip_with_metadata(tmp_path, key):

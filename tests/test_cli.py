@@ -13,7 +13,29 @@ from ffnn_jax._checkpoint import load_params
 
 def test_train_on_digits_writes_params_metrics_summary_and_loss_curve(tmp_path, capsys):
     out = tmp_path / "run"
-    status = cli.main(["train", "-e", "3", "-b", "64", "-sz", "32", "-nhl", "2", "-a", "ReLU", "-w_i", "Xavier", "-o", "nadam", "-lr", "0.002", "--out", str(out)])
+    status = cli.main(
+        [
+            "train",
+            "-e",
+            "3",
+            "-b",
+            "64",
+            "-sz",
+            "32",
+            "-nhl",
+            "2",
+            "-a",
+            "ReLU",
+            "-w_i",
+            "Xavier",
+            "-o",
+            "nadam",
+            "-lr",
+            "0.002",
+            "--out",
+            str(out),
+        ]
+    )
     assert status == 0
     captured = capsys.readouterr()
     assert "test accuracy" in captured.out and "epoch" in captured.err  # summary and progress bar
@@ -28,9 +50,47 @@ def test_train_on_digits_writes_params_metrics_summary_and_loss_curve(tmp_path, 
 
 def test_assignment_style_flags_map_onto_the_trainer(tmp_path):
     out = tmp_path / "run"
-    argv = ["train", "-d", "digits", "-e", "1", "-b", "16", "-l", "mean_squared_error", "-o", "momentum", "-lr", "0.1", "-m", "0.5",
-            "-beta", "0.5", "-beta1", "0.5", "-beta2", "0.5", "-eps", "1e-6", "-w_d", "0.0005", "-w_i", "random", "-nhl", "1",
-            "-sz", "8", "-a", "sigmoid", "--metrics_format", "csv", "--no_plot", "--no_progress", "--out", str(out)]
+    argv = [
+        "train",
+        "-d",
+        "digits",
+        "-e",
+        "1",
+        "-b",
+        "16",
+        "-l",
+        "mean_squared_error",
+        "-o",
+        "momentum",
+        "-lr",
+        "0.1",
+        "-m",
+        "0.5",
+        "-beta",
+        "0.5",
+        "-beta1",
+        "0.5",
+        "-beta2",
+        "0.5",
+        "-eps",
+        "1e-6",
+        "-w_d",
+        "0.0005",
+        "-w_i",
+        "random",
+        "-nhl",
+        "1",
+        "-sz",
+        "8",
+        "-a",
+        "sigmoid",
+        "--metrics_format",
+        "csv",
+        "--no_plot",
+        "--no_progress",
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     config = json.loads((out / "summary.json").read_text())["config"]
     assert config["loss"] == "squared_error" and config["momentum"] == 0.5 and config["weight_init"] == "random"
@@ -39,7 +99,10 @@ def test_assignment_style_flags_map_onto_the_trainer(tmp_path):
 
 
 def test_regression_on_the_built_in_diabetes_set(tmp_path, capsys):
-    assert cli.main(["train", "-d", "diabetes", "-e", "2", "--no_progress", "--no_plot", "--out", str(tmp_path / "r")]) == 0
+    assert (
+        cli.main(["train", "-d", "diabetes", "-e", "2", "--no_progress", "--no_plot", "--out", str(tmp_path / "r")])
+        == 0
+    )
     assert "test r2" in capsys.readouterr().out
 
 
@@ -54,7 +117,13 @@ def test_a_non_empty_output_folder_is_refused_and_left_untouched(tmp_path, capsy
 
 @pytest.mark.parametrize(
     "flags, message",
-    [(["-lr", "-1"], "`learning_rate`"), (["-a", "swish2"], "`activation`"), (["-o", "adamax"], "`optimizer`"), (["-sz", "0"], "`hidden_sizes[0]`"), (["-d", "imagenet"], "`dataset`")],
+    [
+        (["-lr", "-1"], "`learning_rate`"),
+        (["-a", "swish2"], "`activation`"),
+        (["-o", "adamax"], "`optimizer`"),
+        (["-sz", "0"], "`hidden_sizes[0]`"),
+        (["-d", "imagenet"], "`dataset`"),
+    ],
     ids=["lr", "activation", "optimizer", "size", "dataset"],
 )
 def test_bad_flags_exit_with_status_2_and_name_the_setting(tmp_path, capsys, flags, message):
@@ -68,7 +137,25 @@ def test_divergence_exits_1_and_saves_the_last_finite_params(tmp_path, capsys):
     csv_path = tmp_path / "d.csv"
     x = np.random.default_rng(0).normal(size=(64, 2))
     np.savetxt(csv_path, np.column_stack([x, 1e3 * x.sum(1) + 0.5]), delimiter=",")
-    status = cli.main(["train", "-d", str(csv_path), "-o", "sgd", "-lr", "5", "-a", "identity", "-e", "30", "--no_standardize", "--no_progress", "--out", str(tmp_path / "o")])
+    status = cli.main(
+        [
+            "train",
+            "-d",
+            str(csv_path),
+            "-o",
+            "sgd",
+            "-lr",
+            "5",
+            "-a",
+            "identity",
+            "-e",
+            "30",
+            "--no_standardize",
+            "--no_progress",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert status == 1
     assert "diverged at epoch" in capsys.readouterr().err
     params, meta = load_params(str(tmp_path / "o" / "params_last_finite.npz"))
@@ -76,6 +163,25 @@ def test_divergence_exits_1_and_saves_the_last_finite_params(tmp_path, capsys):
 
 
 def test_help_lists_every_assignment_flag():
-    text = subprocess.run([sys.executable, "-m", "ffnn_jax", "train", "--help"], capture_output=True, text=True, check=True).stdout
-    for flag in ["-d", "-e", "-b", "-l", "-o", "-lr", "-m", "-beta", "-beta1", "-beta2", "-eps", "-w_d", "-w_i", "-nhl", "-sz", "-a"]:
+    text = subprocess.run(
+        [sys.executable, "-m", "ffnn_jax", "train", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for flag in [
+        "-d",
+        "-e",
+        "-b",
+        "-l",
+        "-o",
+        "-lr",
+        "-m",
+        "-beta",
+        "-beta1",
+        "-beta2",
+        "-eps",
+        "-w_d",
+        "-w_i",
+        "-nhl",
+        "-sz",
+        "-a",
+    ]:
         assert f" {flag} " in text or f" {flag}," in text, flag

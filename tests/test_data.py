@@ -5,10 +5,10 @@ import os
 
 import numpy as np
 import pytest
+from test_train import _CompileCounter
 
 import ffnn_jax
 from ffnn_jax._data import fit_standardizer, load_csv, load_idx, load_mnist, load_npz, split_indices, train_test_split
-from test_train import _CompileCounter
 
 
 X = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
@@ -103,7 +103,9 @@ def test_built_in_datasets_load_offline():
 
 def _write_idx(path, array, compress):
     codes = {np.uint8: 0x08}
-    header = bytes([0, 0, codes[array.dtype.type], array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    header = bytes([0, 0, codes[array.dtype.type], array.ndim]) + b"".join(
+        int(s).to_bytes(4, "big") for s in array.shape
+    )
     opener = gzip.open if compress else open
     with opener(path, "wb") as f:
         f.write(header + array.tobytes())

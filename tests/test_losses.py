@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_same_structure_shapes_dtypes
 
 import ffnn_jax
-from helpers import assert_same_structure_shapes_dtypes
 
 
 JIT_VARIANTS = pytest.mark.parametrize("variant", [lambda f: f, jax.jit], ids=["nojit", "jit"])
@@ -53,7 +53,9 @@ def test_squared_error_uses_softmax_and_one_hot_for_labels_and_raw_scores_for_ta
     np.testing.assert_allclose(ffnn_jax.loss(params, (x, y), loss="mean_squared_error"), expected, rtol=1e-5)
     targets = jnp.ones((8, 3))
     expected_regression = ((scores - 1.0) ** 2).sum(1).mean()
-    np.testing.assert_allclose(ffnn_jax.loss(params, (x, targets), loss="squared_error"), expected_regression, rtol=1e-5)
+    np.testing.assert_allclose(
+        ffnn_jax.loss(params, (x, targets), loss="squared_error"), expected_regression, rtol=1e-5
+    )
 
 
 def test_binary_cross_entropy_from_logits_matches_the_log_formula(key):
@@ -96,13 +98,22 @@ def test_grad_matches_finite_differences(net):
     params, x, y = net
     from jax.test_util import check_grads
 
-    check_grads(lambda p: ffnn_jax.loss(p, (x, y), activation="tanh", weight_decay=0.01), (params,), order=1, modes=["rev"], atol=5e-2, rtol=5e-2)
+    check_grads(
+        lambda p: ffnn_jax.loss(p, (x, y), activation="tanh", weight_decay=0.01),
+        (params,),
+        order=1,
+        modes=["rev"],
+        atol=5e-2,
+        rtol=5e-2,
+    )
 
 
 def test_masked_rows_do_not_count(net):
     params, x, y = net
     mask = jnp.array([1.0] * 5 + [0.0] * 3)
-    np.testing.assert_allclose(ffnn_jax.loss(params, (x, y), mask=mask), ffnn_jax.loss(params, (x[:5], y[:5])), rtol=1e-6)
+    np.testing.assert_allclose(
+        ffnn_jax.loss(params, (x, y), mask=mask), ffnn_jax.loss(params, (x[:5], y[:5])), rtol=1e-6
+    )
 
 
 def test_unknown_activation_or_loss_names_are_rejected(net):

@@ -74,7 +74,9 @@ def test_adam_matches_bias_corrected_moments():
         m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g**2
         theta = theta - eta * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
         expected.append(theta)
-    np.testing.assert_allclose(_run(ffnn_jax.make_optimizer("adam", learning_rate=eta), steps=3), np.array(expected), rtol=1e-5)
+    np.testing.assert_allclose(
+        _run(ffnn_jax.make_optimizer("adam", learning_rate=eta), steps=3), np.array(expected), rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("name", ["sgd", "momentum", "nag", "rmsprop", "adagrad", "adam", "nadam", "adamw"])

@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import x64
 
 import ffnn_jax
 from ffnn_jax import LayerParams
-from helpers import x64
 
 
 def test_init_params_gives_one_W_b_record_per_layer_with_batch_first_shapes(key):
@@ -20,7 +20,12 @@ def test_init_params_gives_one_W_b_record_per_layer_with_batch_first_shapes(key)
 
 @pytest.mark.parametrize(
     "init, expected_std",
-    [("random", 0.01), ("xavier", np.sqrt(2.0 / (400 + 300))), ("he", np.sqrt(2.0 / 400)), ("lecun", np.sqrt(1.0 / 400))],
+    [
+        ("random", 0.01),
+        ("xavier", np.sqrt(2.0 / (400 + 300))),
+        ("he", np.sqrt(2.0 / 400)),
+        ("lecun", np.sqrt(1.0 / 400)),
+    ],
     ids=["random", "xavier", "he", "lecun"],
 )
 def test_each_init_scheme_has_its_documented_spread(key, init, expected_std):

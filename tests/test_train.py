@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import assert_all_finite, assert_trees_all_close, assert_trees_all_equal
 
 import ffnn_jax
 from ffnn_jax._data import train_test_split
 from ffnn_jax._step import ModelSpec, init_train_state, run_epoch
-from helpers import assert_all_finite, assert_trees_all_close, assert_trees_all_equal
 
 
 def _blobs(n=120, d=4, k=3, seed=0):
@@ -60,8 +60,16 @@ def test_digits_reaches_at_least_97_percent_test_accuracy():
     x, y = ffnn_jax.load_digits()
     (x_train, y_train), (x_test, y_test) = train_test_split(x, y, 0.2, seed=0)
     result = ffnn_jax.train(
-        x_train, y_train, hidden_sizes=(256,), optimizer="adam", learning_rate=1e-3, weight_decay=1e-4,
-        epochs=60, batch_size=32, standardize=True, seed=0,
+        x_train,
+        y_train,
+        hidden_sizes=(256,),
+        optimizer="adam",
+        learning_rate=1e-3,
+        weight_decay=1e-4,
+        epochs=60,
+        batch_size=32,
+        standardize=True,
+        seed=0,
     )
     accuracy = result.evaluate(x_test, y_test)["accuracy"]
     assert accuracy >= 0.97, accuracy
@@ -71,7 +79,9 @@ def test_digits_reaches_at_least_97_percent_test_accuracy():
 def test_a_smooth_regression_target_is_fitted():
     x = np.linspace(-3, 3, 256, dtype=np.float32)[:, None]
     y = np.sin(x[:, 0]) + 0.5 * x[:, 0]
-    result = ffnn_jax.train(x, y, hidden_sizes=(32, 32), activation="tanh", optimizer="adam", learning_rate=1e-2, epochs=300)
+    result = ffnn_jax.train(
+        x, y, hidden_sizes=(32, 32), activation="tanh", optimizer="adam", learning_rate=1e-2, epochs=300
+    )
     assert result.task == "regression"
     assert result.evaluate(x, y)["r2"] > 0.995
     assert result.predict(x).shape == (256,)
@@ -79,7 +89,9 @@ def test_a_smooth_regression_target_is_fitted():
 
 def test_same_seed_gives_bitwise_identical_params_and_another_seed_does_not():
     x, y = _blobs()
-    settings = dict(hidden_sizes=(8,), optimizer="adam", learning_rate=1e-2, epochs=3, batch_size=16, validation_fraction=0.2)
+    settings = dict(
+        hidden_sizes=(8,), optimizer="adam", learning_rate=1e-2, epochs=3, batch_size=16, validation_fraction=0.2
+    )
     a = ffnn_jax.train(x, y, seed=3, **settings)
     b = ffnn_jax.train(x, y, seed=3, **settings)
     c = ffnn_jax.train(x, y, seed=4, **settings)
@@ -92,7 +104,9 @@ class _CompileCounter:
 
     def __enter__(self):
         self.count = 0
-        self._listener = lambda name, *args, **kwargs: setattr(self, "count", self.count + (name == "/jax/core/compile/backend_compile_duration"))
+        self._listener = lambda name, *args, **kwargs: setattr(
+            self, "count", self.count + (name == "/jax/core/compile/backend_compile_duration")
+        )
         jax.monitoring.register_event_duration_secs_listener(self._listener)
         return self
 
@@ -119,7 +133,9 @@ def test_the_padded_last_batch_counts_every_sample_exactly_once():
     model = ModelSpec("relu", "cross_entropy", True)
     state = init_train_state(jax.tree_util.tree_map(jnp.array, params), optimizer, jax.random.key(1))
     spec = ffnn_jax._optim.OptimizerSpec("sgd")
-    state, sums = run_epoch(state, jnp.asarray(x), jnp.asarray(y), jnp.ones(10), model=model, optimizer=spec, batch_size=4, shuffle=False)
+    state, sums = run_epoch(
+        state, jnp.asarray(x), jnp.asarray(y), jnp.ones(10), model=model, optimizer=spec, batch_size=4, shuffle=False
+    )
     expected = params
     for start in (0, 4, 8):
         grads = jax.grad(ffnn_jax.loss)(expected, (x[start : start + 4], y[start : start + 4]))
@@ -151,8 +167,18 @@ def test_divergence_raises_with_the_epoch_and_keeps_the_last_finite_params():
 
 def test_history_has_per_epoch_train_and_validation_metrics_and_wall_time():
     x, y = _blobs()
-    result = ffnn_jax.train(x, y, hidden_sizes=(8,), epochs=4, validation_fraction=0.25, optimizer="adam", learning_rate=1e-2)
-    assert set(result.history) >= {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "time_s", "learning_rate"}
+    result = ffnn_jax.train(
+        x, y, hidden_sizes=(8,), epochs=4, validation_fraction=0.25, optimizer="adam", learning_rate=1e-2
+    )
+    assert set(result.history) >= {
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "time_s",
+        "learning_rate",
+    }
     assert all(len(v) == 4 for v in result.history.values())
     x_val, y_val = _blobs(n=30, seed=1)
     explicit = ffnn_jax.train(x, y, hidden_sizes=(8,), epochs=2, validation_data=(x_val, y_val))
@@ -164,8 +190,15 @@ def test_early_stopping_stops_and_returns_the_best_epochs_params():
     x_val, y_val = _blobs(n=60, seed=5)
     y_val = (y_val + 1) % 3  # validation labels disagree with training: val loss soon rises
     result = ffnn_jax.train(
-        x, y, validation_data=(x_val, y_val), hidden_sizes=(16,), optimizer="adam", learning_rate=0.05,
-        epochs=200, early_stopping=True, patience=3,
+        x,
+        y,
+        validation_data=(x_val, y_val),
+        hidden_sizes=(16,),
+        optimizer="adam",
+        learning_rate=0.05,
+        epochs=200,
+        early_stopping=True,
+        patience=3,
     )
     assert result.stopped_early and len(result.history["epoch"]) < 200
     best = int(np.argmin(result.history["val_loss"])) + 1
@@ -176,7 +209,9 @@ def test_early_stopping_stops_and_returns_the_best_epochs_params():
 def test_a_callback_returning_true_stops_training():
     x, y = _blobs()
     seen = []
-    result = ffnn_jax.train(x, y, hidden_sizes=(4,), epochs=50, callbacks=[lambda epoch, row: seen.append(row) or epoch == 3])
+    result = ffnn_jax.train(
+        x, y, hidden_sizes=(4,), epochs=50, callbacks=[lambda epoch, row: seen.append(row) or epoch == 3]
+    )
     assert len(result.history["epoch"]) == 3 and len(seen) == 3
 
 
@@ -191,7 +226,9 @@ def test_continuing_from_a_state_keeps_the_step_count_and_optimizer_state():
 def test_multi_label_binary_cross_entropy_and_multi_output_regression():
     x, y = _blobs()
     labels = np.stack([y == 0, y == 1], axis=1).astype(np.int32)
-    multi = ffnn_jax.train(x, labels, loss="binary_cross_entropy", hidden_sizes=(8,), epochs=30, optimizer="adam", learning_rate=1e-2)
+    multi = ffnn_jax.train(
+        x, labels, loss="binary_cross_entropy", hidden_sizes=(8,), epochs=30, optimizer="adam", learning_rate=1e-2
+    )
     assert multi.predict(x).shape == (len(x), 2) and multi.predict_proba(x).shape == (len(x), 2)
     assert multi.history["train_accuracy"][-1] > 0.9
     regression = ffnn_jax.train(x, np.stack([x[:, 0], x[:, 1]], 1), hidden_sizes=(8,), epochs=5)
@@ -206,7 +243,9 @@ def test_make_train_step_applies_one_jitted_gradient_step_and_skips_non_finite_o
     state = init_train_state(jax.tree_util.tree_map(jnp.array, params), optimizer, key)
     new_state, metrics = step(state, (x, y))
     grads = jax.grad(ffnn_jax.loss)(params, (x, y))
-    assert_trees_all_close(new_state.params, jax.tree_util.tree_map(lambda p, g: p - 0.5 * g, params, grads), rtol=1e-5, atol=1e-6)
+    assert_trees_all_close(
+        new_state.params, jax.tree_util.tree_map(lambda p, g: p - 0.5 * g, params, grads), rtol=1e-5, atol=1e-6
+    )
     assert bool(metrics.finite)
     kept, metrics = step(jax.tree_util.tree_map(jnp.array, new_state), (x.at[0, 0].set(jnp.nan), y))
     assert not bool(metrics.finite)
