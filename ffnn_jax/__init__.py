@@ -5,6 +5,7 @@ pure :func:`loss` gives ∇θ with the same structure; a jitted step applies θ 
 optax optimizer), and :func:`train` fuses each epoch into one compiled program.
 """
 
+from ._backprop import backprop as backprop
 from ._checkpoint import load_params as load_params
 from ._checkpoint import save_params as save_params
 from ._config import TrainConfig as TrainConfig
@@ -12,6 +13,8 @@ from ._data import Dataset as Dataset
 from ._data import load_dataset as load_dataset
 from ._data import load_diabetes as load_diabetes
 from ._data import load_digits as load_digits
+from ._gradcheck import GradientReport as GradientReport
+from ._gradcheck import check_gradients as check_gradients
 from ._inference import evaluate as evaluate
 from ._inference import predict as predict
 from ._inference import predict_proba as predict_proba

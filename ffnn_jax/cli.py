@@ -7,6 +7,7 @@ series (``-d -e -b -l -o -lr -m -beta -beta1 -beta2 -eps -w_d -w_i -nhl -sz -a``
 
 import argparse
 import csv
+import dataclasses
 import datetime
 import json
 import os
@@ -14,18 +15,22 @@ import sys
 import time
 from typing import List, Optional
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ._checkpoint import atomic_write_bytes, save_params
+from ._config import TrainConfig
 from ._data import load_dataset, load_mnist, train_test_split
+from ._gradcheck import check_gradients
 from ._losses import LOSS_ALIASES
 from ._model import ACTIVATIONS
 from ._optim import OPTIMIZERS, SCHEDULES
-from ._params import WEIGHT_INITS
-from ._train import TrainingDivergedError, train
+from ._params import WEIGHT_INITS, init_params, layer_sizes_of
+from ._train import TrainingDivergedError, _prepare, train
 
 
-def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True) -> None:
     data = parser.add_argument_group("data")
     data.add_argument(
         "-d",
@@ -115,6 +120,8 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     loop.add_argument("--seed", type=int, default=0, help="seed for init, splits and data order (default 0)")
     loop.add_argument("--dtype", default="float32", help="float32 (default) or float64")
 
+    if not outputs:
+        return
     out = parser.add_argument_group("output")
     out.add_argument(
         "--out",
@@ -235,9 +242,9 @@ def _plot_losses(folder: str, history: dict) -> Optional[str]:
     return path
 
 
-def run_train(args) -> int:
-    """Runs ``ffnn-jax train`` from parsed flags; returns the exit status."""
-    settings = dict(
+def _settings(args) -> dict:
+    """The ``train()`` keywords named by the flags."""
+    return dict(
         hidden_sizes=_hidden_sizes(args),
         activation=args.activation,
         loss=args.loss,
@@ -264,8 +271,11 @@ def run_train(args) -> int:
         standardize=args.standardize,
         dtype=args.dtype,
     )
-    from ._config import TrainConfig
 
+
+def run_train(args) -> int:
+    """Runs ``ffnn-jax train`` from parsed flags; returns the exit status."""
+    settings = _settings(args)
     TrainConfig(**settings)  # every setting is checked before data is read or anything compiles
     (x, y), (x_test, y_test) = _load_splits(args)
     folder = _prepare_out_dir(args)
@@ -321,6 +331,37 @@ def run_train(args) -> int:
     return 0
 
 
+def run_gradcheck(args) -> int:
+    """Runs ``ffnn-jax gradcheck``: jax.grad vs backprop vs finite differences on the network the
+    flags describe, at initialisation (``-e 0``) or after training; exit status 1 if it fails."""
+    settings = _settings(args)
+    epochs, settings["epochs"] = settings["epochs"], max(settings["epochs"], 1)
+    config = TrainConfig(**settings)
+    (x, y), _ = _load_splits(args)
+    data = _prepare(dataclasses.replace(config, validation_fraction=0.0), x, y, None, None)
+    if epochs > 0:
+        params = train(x, y, **settings).params
+    else:
+        sizes = (data.x.shape[1], *config.hidden_sizes, data.n_out)
+        init_key = jax.random.split(jax.random.key(config.seed))[0]  # the key train() initialises with
+        params = init_params(init_key, sizes, init=config.weight_init, dtype=jnp.dtype(config.dtype))
+    rows = slice(0, args.check_samples)
+    report = check_gradients(
+        params,
+        (data.x[rows], data.y[rows]),
+        activation=config.activation,
+        loss=data.loss,
+        weight_decay=0.0 if config.optimizer == "adamw" else config.weight_decay,
+        classification=data.task == "classification",
+        rtol=args.rtol,
+    )
+    print(
+        f"gradient check of {'-'.join(map(str, layer_sizes_of(params)))} on {args.check_samples} rows of {args.dataset}"
+    )
+    print(report)
+    return 0 if report.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ffnn-jax", description="Train feedforward networks with JAX (gradient descent on θ)."
@@ -333,6 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_train_flags(train_parser)
     train_parser.set_defaults(run=run_train)
+    check_parser = commands.add_parser(
+        "gradcheck",
+        help="compare jax.grad, the lecture's backprop and finite differences, leaf by leaf",
+        description="Check ∇θ three ways on the network the flags describe (at initialisation unless -e > 0).",
+    )
+    _add_train_flags(check_parser, outputs=False)
+    check_parser.add_argument(
+        "--check_samples", type=int, default=64, help="rows of the data in the batch (default 64)"
+    )
+    check_parser.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-6 in float64)")
+    check_parser.set_defaults(run=run_gradcheck, epochs=0, num_layers=2, hidden_size=32, activation="tanh")
     return parser
 
 

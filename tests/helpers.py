@@ -3,6 +3,8 @@
 import jax
 import numpy as np
 
+from ffnn_jax._gradcheck import x64_scope
+
 
 def assert_same_structure_shapes_dtypes(a, b):
     """Same pytree structure, and leaf by leaf the same shape and dtype."""
@@ -31,8 +33,4 @@ def assert_all_finite(tree):
 
 def x64():
     """A context in which float64 is available (scoped: other tests keep float32 defaults)."""
-    if hasattr(jax, "enable_x64"):
-        return jax.enable_x64(True)
-    from jax.experimental import enable_x64
-
-    return enable_x64()
+    return x64_scope()

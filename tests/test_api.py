@@ -26,6 +26,9 @@ PUBLIC_NAMES = [
     "load_dataset",
     "Dataset",
     "save_params",
+    "backprop",
+    "check_gradients",
+    "GradientReport",
     "load_params",
 ]
 
