@@ -34,3 +34,12 @@ from ._types import LayerParams as LayerParams
 
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The scikit-learn estimators load on first use, so scikit-learn stays an optional dependency.
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'ffnn_jax' has no attribute {name!r}")

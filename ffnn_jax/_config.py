@@ -13,6 +13,7 @@ from ._params import WEIGHT_INITS
 
 
 TASKS = ("auto", "classification", "regression")
+MONITORS = ("auto", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_r2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,7 @@ class TrainConfig:
     early_stopping: bool = False
     patience: int = 10  # epochs without improvement > min_delta before stopping
     min_delta: float = 1e-4
+    monitor: str = "auto"  # what early stopping and plateaus watch; "auto": val_loss, else train_loss
     restore_best: bool = True  # with early stopping: return the best epoch's params
     standardize: bool = False  # scale x to zero mean, unit variance (kept for predict)
     dtype: str = "float32"
@@ -97,6 +99,7 @@ class TrainConfig:
         check_real("validation_fraction", self.validation_fraction, low=0.0, high=1.0, high_inclusive=False)
         check_non_negative_int("patience", self.patience)
         check_real("min_delta", self.min_delta, low=0.0)
+        object.__setattr__(self, "monitor", check_choice("monitor", self.monitor, MONITORS))
         object.__setattr__(self, "dtype", check_choice("dtype", self.dtype, ("float32", "float64")))
         for name in ("shuffle", "early_stopping", "restore_best", "standardize"):
             if not isinstance(getattr(self, name), bool):

@@ -162,6 +162,19 @@ def _prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> _Prep
     return _Prepared(x, y, w, x_val, y_val, task, loss, n_out, standardizer)
 
 
+def _monitor(config: TrainConfig, data: _Prepared):
+    """The history key that early stopping and plateaus watch, and +1 (minimise) or −1 (maximise)."""
+    has_val = data.x_val is not None
+    monitor = config.monitor if config.monitor != "auto" else ("val_loss" if has_val else "train_loss")
+    if monitor.startswith("val_") and not has_val:
+        raise ValueError(f"`monitor`={monitor!r} needs validation_data or validation_fraction > 0")
+    if monitor.endswith("accuracy") and data.task != "classification":
+        raise ValueError(f"`monitor`={monitor!r} needs a classification task; use 'val_r2' or a loss")
+    if monitor.endswith("r2") and data.task != "regression":
+        raise ValueError(f"`monitor`={monitor!r} needs a regression task; use 'val_accuracy' or a loss")
+    return monitor, (-1.0 if monitor.endswith(("accuracy", "r2")) else 1.0)
+
+
 def _optimizer_and_spec(config: TrainConfig, steps_per_epoch: int):
     if not isinstance(config.optimizer, str):
         return config.optimizer, config.optimizer
@@ -233,6 +246,7 @@ def train(
     """
     config = TrainConfig(**settings)
     data = _prepare(config, x, y, validation_data, sample_weight)
+    monitor, sign = _monitor(config, data)
     sizes = (data.x.shape[1], *config.hidden_sizes, data.n_out)
     init_key, order_key = jax.random.split(jax.random.key(config.seed))
     if initial_state is not None:
@@ -266,7 +280,6 @@ def train(
     history: dict = {}
     best_value, best_epoch, best_params, waited, stopped_early = np.inf, 0, None, 0, False
     plateau_best, plateau_wait = np.inf, 0
-    monitor = "val_loss" if has_val else "train_loss"
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         state, sums = run_epoch(
@@ -289,15 +302,16 @@ def train(
         for key, value in row.items():
             history.setdefault(key, []).append(value)
 
-        if row[monitor] < best_value - config.min_delta:
-            best_value, best_epoch, waited = row[monitor], epoch, 0
+        watched = sign * row[monitor]  # smaller is better
+        if watched < best_value - config.min_delta:
+            best_value, best_epoch, waited = watched, epoch, 0
             if config.early_stopping and config.restore_best:
                 best_params = jax.tree_util.tree_map(jnp.copy, state.params)
         else:
             waited += 1
         if config.reduce_lr_factor is not None:
-            if row[monitor] < plateau_best - config.min_delta:
-                plateau_best, plateau_wait = row[monitor], 0
+            if watched < plateau_best - config.min_delta:
+                plateau_best, plateau_wait = watched, 0
             else:
                 plateau_wait += 1
             if plateau_wait >= config.reduce_lr_patience:

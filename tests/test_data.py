@@ -52,6 +52,9 @@ BAD_INPUTS = [
     (dict(sample_weight=np.ones(3)), ValueError, "`sample_weight` must have shape"),
     (dict(sample_weight=-np.ones(20)), ValueError, "`sample_weight` must be >= 0"),
     (dict(unknown_setting=1), TypeError, "unknown_setting"),
+    (dict(monitor="val_accuracy"), ValueError, "needs validation_data"),
+    (dict(monitor="val_r2", validation_fraction=0.2), ValueError, "needs a regression task"),
+    (dict(monitor="loss"), ValueError, "`monitor` must be one of"),
 ]
 
 

@@ -250,3 +250,15 @@ def test_make_train_step_applies_one_jitted_gradient_step_and_skips_non_finite_o
     kept, metrics = step(jax.tree_util.tree_map(jnp.array, new_state), (x.at[0, 0].set(jnp.nan), y))
     assert not bool(metrics.finite)
     assert_trees_all_equal(kept.params, new_state.params)
+
+
+def test_early_stopping_can_watch_validation_accuracy_and_restores_its_best_epoch():
+    x, y = _blobs(n=90)
+    x_val, y_val = _blobs(n=60, seed=5)
+    result = ffnn_jax.train(
+        x, y, validation_data=(x_val, y_val), hidden_sizes=(16,), optimizer="adam", learning_rate=0.05,
+        epochs=60, early_stopping=True, patience=2, monitor="val_accuracy", min_delta=0.0,
+    )  # fmt: skip
+    accuracies = result.history["val_accuracy"]
+    assert result.best_epoch == int(np.argmax(accuracies)) + 1
+    np.testing.assert_allclose(result.evaluate(x_val, y_val)["accuracy"], max(accuracies))

@@ -1,0 +1,35 @@
+"""scikit-learn estimators trained by ffnn_jax (needs scikit-learn >= 1.6).
+
+``MLPClassifier`` and ``MLPRegressor`` take scikit-learn's parameters (plus ``optimizer`` and
+``weight_init``) and give its fitted attributes as NumPy arrays (``coefs_`` [n_in, n_out],
+``intercepts_`` [n_out] per layer), so they drop into ``Pipeline``, ``GridSearchCV`` and
+``cross_val_score``, pickle and clone.
+
+How scikit-learn's settings map (n_b rows in a batch, w̄ their mean weight):
+
+- scikit-learn minimises ``data + α/(2 Σw) Σ‖W‖²``, ``data`` the weighted mean log-loss, or half
+  the squared error summed over outputs (its gradients follow that; with several outputs its
+  reported loss averages them instead). :func:`ffnn_jax.loss` is ``c · data + (λ/2) Σ‖W‖²``,
+  c = 1 (classification) or 2 (regression). So λ = c·α/(n_b·w̄), SGD gets η/c, Adam-type
+  optimizers ε·c, and ``loss_curve_`` is divided by c. The last, smaller batch of an epoch
+  keeps a full batch's λ (scikit-learn's grows).
+- ``solver="lbfgs"`` minimises that objective over the whole set (λ = c·α/Σw) with optax's
+  L-BFGS (memory 10, zoom line search) compiled into one loop, stopping by scipy's rules:
+  max |∂f/∂θ| <= ``tol``, no relative decrease, ``max_iter`` iterations or ``max_fun`` calls.
+- Softmax outputs for more than two classes; a logistic output per label for two classes and
+  for multi-label targets, trained with ``binary_cross_entropy`` (as scikit-learn).
+- ``learning_rate="invscaling"``: η / (t + 1)^power_t per epoch, t the samples seen (an optax
+  chain built per fit, so such fits compile their epoch anew); ``"adaptive"``: η ÷ 5 after
+  ``n_iter_no_change`` + 1 epochs without a ``tol`` improvement, stopping at η <= 1e-6.
+- ``early_stopping`` scores the held-out ``validation_fraction`` each epoch
+  (``validation_scores_``: accuracy, element-wise for multi-label, or R²) and, as scikit-learn,
+  stops when it has not improved by ``tol`` for ``n_iter_no_change`` epochs and restores the
+  best epoch's weights (``train(monitor="val_accuracy" | "val_r2")``). The validation loss is
+  kept too (``validation_loss_curve_``).
+- Weights start as scikit-learn's Glorot uniform; biases at 0 (scikit-learn draws them too).
+- Training runs in float32; predictions are float64 NumPy from ``coefs_``, so they do not
+  depend on how rows are batched.
+"""
+
+from ._estimator import MLPClassifier as MLPClassifier
+from ._estimator import MLPRegressor as MLPRegressor

@@ -1,0 +1,303 @@
+"""Tests of the scikit-learn estimators: sklearn's own check suite, parity of the objective and
+of SGD steps with scikit-learn's MLP, label handling, partial_fit, L-BFGS limits and the
+model-selection tools. Shapes are shared between tests so that compiled programs are reused."""
+
+import inspect
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import optax
+import pytest
+from sklearn.datasets import load_iris, make_blobs, make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+from sklearn.neural_network import MLPRegressor as SkMLPRegressor
+from sklearn.neural_network._base import LOSS_FUNCTIONS
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import (
+    check_dataframe_column_names_consistency,
+    check_param_validation,
+    parametrize_with_checks,
+)
+
+from ffnn_jax._estimator import epoch_inverse_scaling
+from ffnn_jax._lbfgs import _solve
+from ffnn_jax._step import run_epoch
+from ffnn_jax.estimators import MLPClassifier, MLPRegressor
+
+
+SMALL = dict(hidden_layer_sizes=(8,), max_iter=20, learning_rate_init=0.01, random_state=0)
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def small(**changes) -> dict:
+    """The small test settings with some changed."""
+    return {**SMALL, **changes}
+
+
+# Every check of scikit-learn's suite runs; none is skipped or expected to fail. (Checks that
+# need pandas or SCIPY_ARRAY_API skip themselves when those are absent.)
+EXPECTED_FAILED_CHECKS: dict = {}
+
+
+@parametrize_with_checks(
+    [MLPClassifier(**SMALL), MLPRegressor(**SMALL)],
+    expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
+)
+def test_estimator_passes_the_scikit_learn_check_suite(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("estimator", [MLPClassifier(**SMALL), MLPRegressor(**SMALL)], ids=["classifier", "regressor"])
+def test_invalid_parameters_raise_errors_naming_them(estimator):
+    check_param_validation(type(estimator).__name__, estimator)  # scikit-learn runs this one outside the suite
+
+
+@pytest.mark.parametrize("estimator", [MLPClassifier(**SMALL), MLPRegressor(**SMALL)], ids=["classifier", "regressor"])
+def test_feature_names_of_dataframes_are_kept_and_checked(estimator):
+    pytest.importorskip("pandas")
+    check_dataframe_column_names_consistency(type(estimator).__name__, estimator)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, y = make_blobs(n_samples=90, centers=3, n_features=4, random_state=0)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.fixture(scope="module")
+def regression():
+    X, y = make_regression(n_samples=90, n_features=4, n_targets=2, noise=1.0, random_state=0)
+    return StandardScaler().fit_transform(X), y / y.std(axis=0)
+
+
+@pytest.mark.parametrize(
+    "ours, theirs", [(MLPClassifier, SkMLPClassifier), (MLPRegressor, SkMLPRegressor)], ids=["classifier", "regressor"]
+)
+def test_constructors_take_scikit_learns_parameters_and_defaults_plus_ours(ours, theirs):
+    mine, reference = ours().get_params(), theirs().get_params()
+    assert set(mine) - set(reference) == {"optimizer", "weight_init"}
+    assert {name: mine[name] for name in reference} == reference
+    positional = [p.name for p in inspect.signature(theirs).parameters.values() if p.kind == p.POSITIONAL_OR_KEYWORD]
+    assert [p.name for p in inspect.signature(ours).parameters.values()][: len(positional)] == positional
+
+
+def _sklearn_objective(est, X, Y, alpha):
+    """scikit-learn's objective (its own loss functions) at ``est``'s coefficients.
+
+    For several regression outputs scikit-learn's gradients follow the squared error summed
+    over outputs (its reported loss averages them), so the data term is multiplied by their number.
+    """
+    scores = X
+    for i, (W, b) in enumerate(zip(est.coefs_, est.intercepts_)):
+        scores = scores @ W + b
+        if i < len(est.coefs_) - 1:
+            scores = np.maximum(scores, 0)
+    if est.out_activation_ == "softmax":
+        outputs, name = np.exp(scores) / np.exp(scores).sum(1, keepdims=True), "log_loss"
+    elif est.out_activation_ == "logistic":
+        outputs, name = 1 / (1 + np.exp(-scores)), "binary_log_loss"
+    else:
+        outputs, name = scores, "squared_error"
+    l2 = sum(np.sum(W.astype(np.float64) ** 2) for W in est.coefs_)
+    n_summed = Y.shape[1] if name == "squared_error" else 1
+    return n_summed * LOSS_FUNCTIONS[name](Y, outputs) + 0.5 * alpha * l2 / len(X)
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multi_output_regression"])
+def test_lbfgs_minimises_scikit_learns_objective_and_reports_it_as_loss(blobs, regression, kind):
+    alpha = 0.5
+    if kind == "multi_output_regression":
+        X, y = regression
+        est, Y = MLPRegressor(hidden_layer_sizes=(8,), solver="lbfgs", alpha=alpha, max_iter=15, random_state=0), y
+    else:
+        X, y = blobs
+        y = y if kind == "multiclass" else (y == 1).astype(int)
+        est = MLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs", alpha=alpha, max_iter=15, random_state=0)
+        Y = np.eye(3)[y] if kind == "multiclass" else y[:, None]
+    est.fit(X, y)
+    assert est.loss_ == pytest.approx(_sklearn_objective(est, X, Y, alpha), rel=1e-4)
+    assert est.loss_curve_[-1] == pytest.approx(est.loss_) and np.all(np.diff(est.loss_curve_) <= 1e-6)
+
+
+def _start_both_from_the_same_weights(ours, theirs, X, y):
+    ours.set_params(max_iter=1).fit(X, y)
+    theirs.set_params(max_iter=1).fit(X, y)
+    theirs.coefs_ = [W.astype(np.float64) for W in ours.coefs_]
+    theirs.intercepts_ = [b.astype(np.float64) for b in ours.intercepts_]
+    ours.set_params(warm_start=True, max_iter=3)
+    theirs.set_params(warm_start=True, max_iter=3)
+
+
+@pytest.mark.parametrize(
+    "kind, schedule, momentum",
+    [
+        ("classifier", "constant", 0.5),
+        ("regressor", "constant", 0.5),
+        ("multi_output_regressor", "constant", 0.5),
+        ("classifier", "invscaling", 0.0),
+    ],
+    ids=["classifier", "regressor", "multi_output_regressor", "invscaling"],
+)
+def test_sgd_epochs_match_scikit_learn_from_the_same_weights(blobs, regression, kind, schedule, momentum):
+    settings = dict(hidden_layer_sizes=(8,), solver="sgd", alpha=0.3, momentum=momentum, nesterovs_momentum=False)
+    settings.update(shuffle=False, learning_rate=schedule, power_t=0.25)
+    if kind == "classifier":
+        (X, y), ours, theirs = blobs, MLPClassifier(**settings), SkMLPClassifier(**settings)
+    else:
+        X, y = regression
+        y = y if kind == "multi_output_regressor" else y[:, 0]
+        ours, theirs = MLPRegressor(**settings), SkMLPRegressor(**settings)
+    settings.update(batch_size=30, learning_rate_init=0.05)  # three full batches per epoch
+    ours.set_params(**settings), theirs.set_params(**settings)
+    _start_both_from_the_same_weights(ours, theirs, X, y)
+    ours.fit(X, y), theirs.fit(X, y)
+    for mine, reference in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(mine, reference, rtol=2e-4, atol=2e-5)
+    if kind != "multi_output_regressor":  # there scikit-learn reports the data term divided by 2
+        np.testing.assert_allclose(ours.loss_curve_[-3:], theirs.loss_curve_[-3:], rtol=1e-4)
+
+
+def test_inverse_scaling_follows_scikit_learns_per_epoch_formula():
+    tx = epoch_inverse_scaling(0.5, samples_seen=0, samples_per_epoch=100, steps_per_epoch=4)
+    state, factors = tx.init(np.zeros(1, np.float32)), []
+    for _ in range(9):
+        update, state = tx.update(np.ones(1, np.float32), state)
+        factors.append(float(update[0]))
+    expected = [(k * 100 + 1.0) ** -0.5 for k in (0, 0, 0, 0, 1, 1, 1, 1, 2)]
+    np.testing.assert_allclose(factors, expected, rtol=1e-6)
+
+
+def test_classifier_encodes_string_labels_and_gives_two_column_binary_probabilities(blobs):
+    X, y = blobs
+    labels = np.array(["no", "yes"])[(y == 1).astype(int)]
+    clf = MLPClassifier(**SMALL).fit(X, labels)
+    assert clf.out_activation_ == "logistic" and clf.n_outputs_ == 1 and list(clf.classes_) == ["no", "yes"]
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), proba)
+    assert set(clf.predict(X)) <= {"no", "yes"} and clf.score(X, labels) > 0.8
+
+
+def test_classifier_handles_multilabel_indicators_with_logistic_outputs(blobs):
+    X, y = blobs
+    Y = np.stack([y == 0, y == 1, y != 2], axis=1).astype(int)
+    clf = MLPClassifier(**SMALL).fit(X, Y)
+    assert clf.out_activation_ == "logistic" and clf.predict(X).shape == Y.shape
+    assert clf.predict_proba(X).shape == Y.shape and [W.shape for W in clf.coefs_] == [(4, 8), (8, 3)]
+
+
+def test_regressor_fits_multiple_outputs_and_sets_scikit_learns_attributes(regression):
+    X, y = regression
+    reg = MLPRegressor(**SMALL, early_stopping=True, validation_fraction=0.2).fit(X, y)
+    assert reg.predict(X).shape == y.shape and reg.n_outputs_ == 2 and reg.n_layers_ == 3
+    assert len(reg.loss_curve_) == len(reg.validation_scores_) == len(reg.validation_loss_curve_) == reg.n_iter_
+    assert reg.best_validation_score_ == max(reg.validation_scores_) and reg.best_loss_ is None
+    assert reg.t_ == 72 * reg.n_iter_  # samples seen: the 80% kept for training, per epoch
+
+
+def test_partial_fit_continues_the_optimizer_state_and_needs_classes_first(blobs):
+    X, y = blobs
+    with pytest.raises(ValueError, match="classes"):
+        MLPClassifier(**SMALL).partial_fit(X, y)
+    clf = MLPClassifier(**SMALL)
+    for _ in range(3):
+        clf.partial_fit(X[:60], y[:60], classes=[0, 1, 2])
+    assert clf.n_iter_ == 1 and clf.t_ == 180 and len(clf.loss_curve_) == 3
+    assert int(clf._solver_state[1].step) == 3  # adam's step count carried across calls
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+    restored = pickle.loads(pickle.dumps(clf)).partial_fit(X[:60], y[:60])
+    assert int(restored._solver_state[1].step) == 4 and len(restored.loss_curve_) == 4
+
+
+def test_partial_fit_is_refused_for_lbfgs_and_with_early_stopping(blobs):
+    X, y = blobs
+    assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")
+    with pytest.raises(ValueError, match="early_stopping"):
+        MLPRegressor(early_stopping=True).partial_fit(X, y.astype(float))
+
+
+def test_lbfgs_honours_max_iter_max_fun_and_tol(blobs):
+    X, y = blobs
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
+        limited = MLPClassifier(**small(max_iter=3, solver="lbfgs")).fit(X, y)
+    assert limited.n_iter_ == 3 and len(limited.loss_curve_) == 3
+    with pytest.warns(ConvergenceWarning):
+        few_calls = MLPClassifier(**SMALL, solver="lbfgs", max_fun=4).fit(X, y)
+    assert few_calls.n_iter_ < 4
+    loose = MLPClassifier(**SMALL, solver="lbfgs", tol=10.0).fit(X, y)
+    assert loose.n_iter_ == 0
+
+
+def test_lbfgs_sample_weights_equal_repeated_rows(blobs):
+    X, y = blobs
+    weights = np.arange(len(X)) % 3
+    settings = dict(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=10, random_state=0)
+    weighted = MLPClassifier(**settings).fit(X, y, sample_weight=weights)
+    repeated = MLPClassifier(**settings).fit(np.repeat(X, weights, 0), np.repeat(y, weights))
+    np.testing.assert_allclose(weighted.predict_proba(X), repeated.predict_proba(X), atol=2e-3)
+
+
+def test_refits_of_the_same_shapes_compile_nothing(blobs):
+    X, y = blobs
+    MLPClassifier(**SMALL).fit(X, y)
+    MLPClassifier(**SMALL, solver="lbfgs").fit(X, y)
+    epochs, solves = run_epoch._cache_size(), _solve._cache_size()
+    MLPClassifier(**small(random_state=1, alpha=0.1, learning_rate_init=0.02)).fit(X, y)
+    MLPClassifier(**small(max_iter=30, solver="lbfgs", alpha=0.1, tol=1e-3)).fit(X, y)
+    assert (run_epoch._cache_size(), _solve._cache_size()) == (epochs, solves)
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", optax.sgd(0.05, momentum=0.9)], ids=["name", "optax_transformation"])
+def test_optimizer_overrides_the_solver(blobs, optimizer):
+    X, y = blobs
+    clf = MLPClassifier(**SMALL, solver="lbfgs", optimizer=optimizer).fit(X, y)
+    assert clf.n_iter_ == len(clf.loss_curve_) and hasattr(clf, "partial_fit") and clf.score(X, y) > 0.8
+
+
+def test_adaptive_learning_rate_and_verbose_progress(blobs, capsys):
+    X, y = blobs
+    clf = MLPClassifier(**SMALL, solver="sgd", learning_rate="adaptive", n_iter_no_change=1, tol=10.0, verbose=True)
+    clf.fit(X, y)
+    assert "Iteration 1, loss = " in capsys.readouterr().out
+    assert 1 <= clf.n_iter_ < SMALL["max_iter"]  # lr ÷ 5 on each plateau until it is below 1e-6
+
+
+def test_estimators_work_in_pipeline_grid_search_and_cross_validation(blobs):
+    X, y = blobs
+    pipeline = make_pipeline(StandardScaler(), MLPClassifier(**SMALL))
+    assert cross_val_score(pipeline, X, y, cv=3).mean() > 0.8
+    search = GridSearchCV(pipeline, {"mlpclassifier__alpha": [1e-4, 1e-2]}, cv=3).fit(X, y)
+    assert search.best_params_["mlpclassifier__alpha"] in (1e-4, 1e-2)
+    restored = pickle.loads(pickle.dumps(search.best_estimator_))
+    np.testing.assert_array_equal(restored.predict_proba(X), search.best_estimator_.predict_proba(X))
+
+
+def test_training_error_is_reported_as_scikit_learns_value_error(regression):
+    X, y = regression
+    with pytest.raises(ValueError, match="non-finite"):
+        MLPRegressor(**SMALL, solver="sgd").set_params(learning_rate_init=1e6).fit(X * 1e3, y * 1e6)
+
+
+def test_warm_start_continues_from_the_fitted_weights(blobs):
+    X, y = blobs
+    clf = MLPClassifier(**small(warm_start=True)).fit(X, y)
+    first_curve = list(clf.loss_curve_)
+    clf.fit(X, y)
+    assert clf.loss_curve_[:20] == first_curve and len(clf.loss_curve_) == 20 + clf.n_iter_
+    assert clf.loss_curve_[20] < first_curve[0] and clf.t_ == 90 * len(clf.loss_curve_)
+
+
+def test_parity_benchmark_runs_a_small_case_and_prints_its_table():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import bench_sklearn_parity as bench
+
+    case = bench.Case("iris", load_iris, True, dict(solver="adam", hidden_layer_sizes=(8,), max_iter=20))
+    result = bench.run_case(case, runs=1)
+    assert 0 <= result["diff_points"] <= 100 and result["speedup"] > 0
+    assert bench.markdown([result]).splitlines()[2].startswith("| iris | MLPClassifier (adam) | accuracy |")
