@@ -52,7 +52,8 @@ class TrainConfig:
     monitor: str = "auto"  # what early stopping and plateaus watch; "auto": val_loss, else train_loss
     restore_best: bool = True  # with early stopping: return the best epoch's params
     standardize: bool = False  # scale x to zero mean, unit variance (kept for predict)
-    dtype: str = "float32"
+    dtype: str = "float32"  # params, optimizer state and the loss
+    compute_dtype: Optional[str] = None  # "bfloat16"/"float16": mixed-precision matmuls, float32 master weights
 
     def __post_init__(self):
         if isinstance(self.hidden_sizes, (str, bytes)) or not hasattr(self.hidden_sizes, "__iter__"):
@@ -101,6 +102,9 @@ class TrainConfig:
         check_real("min_delta", self.min_delta, low=0.0)
         object.__setattr__(self, "monitor", check_choice("monitor", self.monitor, MONITORS))
         object.__setattr__(self, "dtype", check_choice("dtype", self.dtype, ("float32", "float64")))
+        if self.compute_dtype is not None:
+            choice = check_choice("compute_dtype", self.compute_dtype, ("bfloat16", "float16", "float32", "float64"))
+            object.__setattr__(self, "compute_dtype", None if choice == self.dtype else choice)
         for name in ("shuffle", "early_stopping", "restore_best", "standardize"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")

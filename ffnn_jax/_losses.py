@@ -89,10 +89,20 @@ def objective_and_scores(
     weight_decay: float | Array = 0.0,
     classification: Optional[bool] = None,
     mask: Optional[Array] = None,
+    compute_dtype=None,
 ) -> Tuple[Array, Array]:
-    """:func:`loss` and the scores ``[N, n_out]`` it was computed from (for metrics)."""
+    """:func:`loss` and the scores ``[N, n_out]`` it was computed from (for metrics).
+
+    With ``compute_dtype`` (e.g. ``jnp.bfloat16``) the forward pass (and so the backward
+    matmuls) runs on copies of params and x in that dtype, while the loss, the penalty and the
+    gradient stay in the params' dtype: mixed precision with float32 master weights.
+    """
     x, y = batch
-    scores = forward(params, x, activation=activation)
+    if compute_dtype is None:
+        scores = forward(params, x, activation=activation)
+    else:
+        low = jax.tree_util.tree_map(lambda leaf: leaf.astype(compute_dtype), (params, x))
+        scores = forward(*low, activation=activation).astype(params[-1].W.dtype)
     per_example = per_example_loss(scores, y, loss, classification=classification)
     if mask is None:
         data_term = jnp.mean(per_example)

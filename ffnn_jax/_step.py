@@ -26,6 +26,7 @@ class ModelSpec(NamedTuple):
     activation: Activation  # hidden activation name or callable
     loss: str  # canonical loss name
     classification: bool  # squared error on softmax outputs vs raw scores; accuracy is reported
+    compute_dtype: Optional[str] = None  # e.g. "bfloat16": forward/backward matmuls in it, master weights kept
 
 
 class TrainState(NamedTuple):
@@ -90,6 +91,7 @@ def _candidate_step(state: TrainState, x, y, mask, model: ModelSpec, optimizer):
             weight_decay=state.weight_decay,
             classification=model.classification,
             mask=mask,
+            compute_dtype=model.compute_dtype,
         )
 
     (value, scores), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
@@ -196,6 +198,7 @@ def evaluate_arrays(params: Params, x: Array, y: Array, weight_decay: Array, *, 
         weight_decay=weight_decay,
         classification=model.classification,
         mask=mask,
+        compute_dtype=model.compute_dtype,
     )
     if model.classification:
         return {"loss": value, "accuracy": correct_count(scores, y, mask, model) / x.shape[0]}

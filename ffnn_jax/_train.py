@@ -270,7 +270,7 @@ def train(
         state = _continue_from(initial_state, state)
     # A copy: run_epoch donates its state, and the caller's arrays must stay valid.
     state = jax.tree_util.tree_map(jnp.array, state)
-    model = ModelSpec(config.activation, data.loss, data.task == "classification")
+    model = ModelSpec(config.activation, data.loss, data.task == "classification", config.compute_dtype)
     x_dev, y_dev, w_dev = jax.device_put((data.x, data.y, data.sample_weight))
     has_val = data.x_val is not None
     if has_val:

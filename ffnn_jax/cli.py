@@ -119,6 +119,11 @@ def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True) -
     loop.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default 10)")
     loop.add_argument("--seed", type=int, default=0, help="seed for init, splits and data order (default 0)")
     loop.add_argument("--dtype", default="float32", help="float32 (default) or float64")
+    loop.add_argument(
+        "--compute_dtype",
+        default=None,
+        help="bfloat16 or float16: mixed-precision matmuls with float32 master weights (default: --dtype)",
+    )
 
     if not outputs:
         return
@@ -270,6 +275,7 @@ def _settings(args) -> dict:
         patience=args.patience,
         standardize=args.standardize,
         dtype=args.dtype,
+        compute_dtype=args.compute_dtype,
     )
 
 

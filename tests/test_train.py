@@ -262,3 +262,15 @@ def test_early_stopping_can_watch_validation_accuracy_and_restores_its_best_epoc
     accuracies = result.history["val_accuracy"]
     assert result.best_epoch == int(np.argmax(accuracies)) + 1
     np.testing.assert_allclose(result.evaluate(x_val, y_val)["accuracy"], max(accuracies))
+
+
+def test_bfloat16_compute_keeps_float32_master_weights_and_still_learns():
+    x, y = _blobs()
+    result = ffnn_jax.train(
+        x, y, hidden_sizes=(16,), optimizer="adam", learning_rate=1e-2, epochs=20, compute_dtype="bfloat16"
+    )
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(result.params))
+    assert result.model.compute_dtype == "bfloat16"
+    assert result.history["train_accuracy"][-1] > 0.9
+    full = ffnn_jax.train(x, y, hidden_sizes=(16,), optimizer="adam", learning_rate=1e-2, epochs=20)
+    assert not np.array_equal(result.params[0].W, full.params[0].W)  # the bf16 path really ran
