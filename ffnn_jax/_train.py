@@ -271,7 +271,8 @@ def train(
     # A copy: run_epoch donates its state, and the caller's arrays must stay valid.
     state = jax.tree_util.tree_map(jnp.array, state)
     model = ModelSpec(config.activation, data.loss, data.task == "classification", config.compute_dtype)
-    x_dev, y_dev, w_dev = jax.device_put((data.x, data.y, data.sample_weight))
+    # Wait for the copy here, or it lands in the first epoch's history["time_s"].
+    x_dev, y_dev, w_dev = jax.block_until_ready(jax.device_put((data.x, data.y, data.sample_weight)))
     has_val = data.x_val is not None
     if has_val:
         x_val_dev, y_val_dev = jax.device_put(data.x_val), jax.device_put(data.y_val)

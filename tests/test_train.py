@@ -274,3 +274,13 @@ def test_bfloat16_compute_keeps_float32_master_weights_and_still_learns():
     assert result.history["train_accuracy"][-1] > 0.9
     full = ffnn_jax.train(x, y, hidden_sizes=(16,), optimizer="adam", learning_rate=1e-2, epochs=20)
     assert not np.array_equal(result.params[0].W, full.params[0].W)  # the bf16 path really ran
+
+
+def test_an_update_that_overflows_the_params_is_caught_and_the_epochs_start_params_kept():
+    x, y = _blobs(n=64)
+    x = x * 1e4  # with η = 1e38 the first loss is finite, but its update overflows float32 to inf
+    settings = dict(hidden_sizes=(4,), optimizer="sgd", learning_rate=1e38, epochs=3, batch_size=16, seed=1)
+    with pytest.raises(ffnn_jax.TrainingDivergedError, match="epoch 1") as caught:
+        ffnn_jax.train(x, y, **settings)
+    initial = ffnn_jax.init_params(jax.random.split(jax.random.key(1))[0], [4, 4, 3])
+    assert_trees_all_equal(caught.value.params, initial)
