@@ -13,6 +13,9 @@ from ._data import Dataset as Dataset
 from ._data import load_dataset as load_dataset
 from ._data import load_diabetes as load_diabetes
 from ._data import load_digits as load_digits
+from ._data import load_mnist as load_mnist
+from ._data import one_hot as one_hot
+from ._data import train_test_split as train_test_split
 from ._gradcheck import GradientReport as GradientReport
 from ._gradcheck import check_gradients as check_gradients
 from ._inference import evaluate as evaluate

@@ -127,7 +127,10 @@ def _prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> _Prep
     w = _validate_sample_weight(sample_weight, len(x), dtype)
     task = config.task
     if task == "auto":
-        task = "classification" if config.loss == "binary_cross_entropy" else infer_task(np.asarray(y))
+        # A cross-entropy loss means classes even for float targets (one-hot or 0/1 rows).
+        task = (
+            "classification" if config.loss in ("cross_entropy", "binary_cross_entropy") else infer_task(np.asarray(y))
+        )
     loss = config.loss or ("cross_entropy" if task == "classification" else "squared_error")
     if task == "regression" and loss != "squared_error":
         raise ValueError(

@@ -7,7 +7,6 @@ import argparse
 import time
 
 import ffnn_jax
-from ffnn_jax._data import train_test_split
 
 
 def main() -> None:
@@ -18,7 +17,7 @@ def main() -> None:
     args = parser.parse_args()
 
     x, y = ffnn_jax.load_digits()
-    (x_train, y_train), (x_test, y_test) = train_test_split(x, y, 0.2, seed=args.seed)
+    (x_train, y_train), (x_test, y_test) = ffnn_jax.train_test_split(x, y, 0.2, seed=args.seed)
     settings = dict(
         hidden_sizes=(256,), optimizer="adam", learning_rate=1e-3, weight_decay=1e-4,
         epochs=args.epochs, batch_size=32, standardize=True, seed=args.seed,

@@ -46,7 +46,8 @@ BAD_INPUTS = [
     (dict(optimizer="adamax"), ValueError, "`optimizer` must be one of"),
     (dict(optimizer=3), TypeError, "`optimizer` must be one of"),
     (dict(weight_init="orthogonal"), ValueError, "`weight_init` must be one of"),
-    (dict(y=X[:, 0], loss="cross_entropy"), ValueError, "needs class labels"),
+    (dict(y=X[:, 0], loss="cross_entropy"), ValueError, "class labels must be integers"),
+    (dict(y=X[:, 0], task="regression", loss="cross_entropy"), ValueError, "needs class labels"),
     (dict(validation_fraction=1.0), ValueError, "`validation_fraction` must be in"),
     (dict(validation_data=(X[:, :2], Y)), ValueError, r"`validation_data\[0\]` must have 3 features"),
     (dict(sample_weight=np.ones(3)), ValueError, "`sample_weight` must have shape"),
@@ -154,3 +155,12 @@ def test_npz_and_csv_loaders(tmp_path):
     assert y.tolist() == [0, 1, 1]
     with pytest.raises(ValueError, match="`dataset` must be one of"):
         ffnn_jax.load_dataset("imagenet")
+
+
+def test_one_hot_targets_train_the_same_model_as_integer_labels():
+    settings = dict(hidden_sizes=(4,), epochs=3, batch_size=8, seed=2)
+    labels = ffnn_jax.train(X, Y, **settings)
+    rows = ffnn_jax.train(X, ffnn_jax.one_hot(Y, 3), loss="cross_entropy", **settings)
+    assert rows.task == "classification" and rows.predict(X).shape == (20,)
+    np.testing.assert_array_equal(ffnn_jax.one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
+    np.testing.assert_allclose(rows.params[0].W, labels.params[0].W, rtol=1e-5, atol=1e-6)
