@@ -93,7 +93,8 @@ def output_gradient(
     - cross-entropy: ``ŷ Σ_j t_j − t``, i.e. ``−(e_y − ŷ)`` for a one-hot or integer label;
     - squared error on softmax outputs: ``ŷ ⊙ (u − ŷ·u)`` with ``u = 2(ŷ − t)`` (u through the softmax Jacobian);
     - squared error on raw scores (regression): ``2(s − y)``;
-    - binary cross-entropy from logits: ``σ(s) − y``.
+    - binary cross-entropy from logits: ``σ(s) − y``;
+    - Poisson deviance with a log link: ``exp(s) − y``.
 
     Args:
       scores: the network's scores ``[N, k]``.
@@ -111,6 +112,8 @@ def output_gradient(
         delta = jax.nn.softmax(scores) * jnp.sum(target, axis=-1, keepdims=True) - target
     elif loss == "binary_cross_entropy":
         delta = jax.nn.sigmoid(scores) - y.reshape(scores.shape).astype(scores.dtype)
+    elif loss == "poisson":
+        delta = jnp.exp(scores) - y.reshape(scores.shape).astype(scores.dtype)
     else:
         if classification is None:
             classification = jnp.issubdtype(y.dtype, jnp.integer)

@@ -462,8 +462,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """scikit-learn's ``MLPRegressor`` (same parameters and attributes) trained by ffnn_jax.
 
     Linear outputs, one per target column (multi-output regression for y [n, k]), trained on
-    scikit-learn's half squared error. ``loss`` accepts only ``"squared_error"`` (ffnn_jax has
-    no Poisson loss yet). ``optimizer`` and ``weight_init`` are ours, as in
+    scikit-learn's half squared error, or with ``loss="poisson"`` its half Poisson deviance with
+    a log link (``out_activation_ = "exp"``, predictions ``exp`` of the last layer). ``optimizer`` and ``weight_init`` are ours, as in
     :class:`MLPClassifier`; :mod:`ffnn_jax.estimators` tells how the other parameters map.
 
     Examples:
@@ -474,7 +474,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
       (2,)
     """
 
-    _parameter_constraints: dict = {**_BaseMLP._parameter_constraints, "loss": [StrOptions({"squared_error"})]}
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
 
     def __init__(
         self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
@@ -487,7 +490,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _encode_targets(self, y, incremental: bool):
         del incremental
-        return np.asarray(y, np.float32), "squared_error", "identity"
+        if self.loss == "poisson" and np.any(np.asarray(y) < 0):
+            raise ValueError("Some value(s) of y are out of the valid range of the loss 'poisson'.")
+        return np.asarray(y, np.float32), self.loss, "exp" if self.loss == "poisson" else "identity"
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None) -> "MLPRegressor":
@@ -497,4 +502,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Predictions [n] (one output) or [n, n_outputs] for ``X`` [n, d]."""
         scores = self._scores(X)
+        if self.out_activation_ == "exp":
+            scores = np.exp(scores)  # the Poisson loss's log link
         return scores[:, 0] if scores.shape[1] == 1 else scores

@@ -28,6 +28,7 @@ def predict(
     activation: Activation = "relu",
     task: str = "classification",
     multi_label: bool = False,
+    loss: Optional[str] = None,
 ) -> Array:
     """Predictions for ``x`` [n, d]: int labels [n] (argmax of scores) for classification,
     0/1 [n, k] (squeezed to [n] for one output) for multi-label, raw outputs for regression
@@ -35,6 +36,8 @@ def predict(
     x = validate_x(x, "x", n_features=layer_sizes_of(params)[0], dtype=params[0].W.dtype)
     scores = forward(params, x, activation=activation)
     if task == "regression":
+        if loss is not None and canonical_loss(loss) == "poisson":
+            scores = jnp.exp(scores)  # the log link's mean
         return scores[:, 0] if scores.shape[1] == 1 else scores
     if multi_label:
         labels = (scores > 0).astype(jnp.int32)

@@ -42,7 +42,16 @@ def binary_cross_entropy(scores: Array, y: Array) -> Array:
     return jnp.sum(jax.nn.softplus(scores) - y * scores, axis=-1)
 
 
-LOSSES = ("cross_entropy", "squared_error", "binary_cross_entropy")
+def poisson_deviance(scores: Array, y: Array) -> Array:
+    """Half Poisson deviance with a log link, less terms constant in θ: ``Σ_j exp(s_j) − y_j s_j``.
+
+    The predicted mean is ``exp(scores)``; y holds non-negative counts or rates.
+    """
+    y = y.reshape(scores.shape).astype(scores.dtype)
+    return jnp.sum(jnp.exp(scores) - y * scores, axis=-1)
+
+
+LOSSES = ("cross_entropy", "squared_error", "binary_cross_entropy", "poisson")
 LOSS_ALIASES = {
     "cross_entropy": "cross_entropy",
     "categorical_cross_entropy": "cross_entropy",
@@ -51,6 +60,7 @@ LOSS_ALIASES = {
     "mean_squared_error": "squared_error",
     "mse": "squared_error",
     "binary_cross_entropy": "binary_cross_entropy",
+    "poisson": "poisson",
 }
 
 
@@ -70,6 +80,8 @@ def per_example_loss(scores: Array, y: Array, loss: str, *, classification: Opti
         return softmax_cross_entropy(scores, y)
     if loss == "binary_cross_entropy":
         return binary_cross_entropy(scores, y)
+    if loss == "poisson":
+        return poisson_deviance(scores, y)
     if classification is None:
         classification = jnp.issubdtype(y.dtype, jnp.integer)
     return squared_error(scores, y, classification=classification)
@@ -127,8 +139,8 @@ def loss(
       params: network parameters.
       batch: ``(x [N, n_in], y)`` with y int labels ``[N]``, one-hot ``[N, k]``, or float targets.
       activation: hidden activation.
-      loss: ``"cross_entropy"``, ``"squared_error"`` (alias ``"mean_squared_error"``) or
-        ``"binary_cross_entropy"``.
+      loss: ``"cross_entropy"``, ``"squared_error"`` (alias ``"mean_squared_error"``),
+        ``"binary_cross_entropy"`` or ``"poisson"`` (log link: the mean is ``exp(scores)``).
       weight_decay: λ ≥ 0 (a float or a scalar array; arrays avoid recompiles).
       classification: squared error on softmax outputs (True) or raw scores (False); inferred
         from the dtype of y when None.

@@ -216,6 +216,7 @@ def evaluate_arrays(params: Params, x: Array, y: Array, weight_decay: Array, *, 
     if model.classification:
         return {"loss": value, "accuracy": correct_count(scores, y, mask, model) / x.shape[0]}
     target = y.reshape(scores.shape)
-    residual = jnp.sum((target - scores) ** 2)
+    mean = jnp.exp(scores) if model.loss == "poisson" else scores
+    residual = jnp.sum((target - mean) ** 2)
     total = jnp.sum((target - target.mean(axis=0)) ** 2)
     return {"loss": value, "r2": 1.0 - residual / jnp.maximum(total, jnp.finfo(scores.dtype).tiny)}

@@ -66,7 +66,12 @@ class TrainResult:
         """Labels [n] (classification), 0/1 [n, k] (multi-label) or outputs (regression)."""
         multi_label = self.model.loss == "binary_cross_entropy"
         labels = predict(
-            self.params, self._inputs(x), activation=self.model.activation, task=self.task, multi_label=multi_label
+            self.params,
+            self._inputs(x),
+            activation=self.model.activation,
+            task=self.task,
+            multi_label=multi_label,
+            loss=self.model.loss,
         )
         return np.asarray(labels)
 
@@ -128,17 +133,22 @@ def _prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> _Prep
     task = config.task
     if task == "auto":
         # A cross-entropy loss means classes even for float targets (one-hot or 0/1 rows).
-        task = (
-            "classification" if config.loss in ("cross_entropy", "binary_cross_entropy") else infer_task(np.asarray(y))
-        )
+        if config.loss in ("cross_entropy", "binary_cross_entropy"):
+            task = "classification"
+        else:  # Poisson targets are counts: integers, but a regression
+            task = "regression" if config.loss == "poisson" else infer_task(np.asarray(y))
     loss = config.loss or ("cross_entropy" if task == "classification" else "squared_error")
-    if task == "regression" and loss != "squared_error":
+    if task == "classification" and loss == "poisson":
+        raise ValueError("`loss`='poisson' is a regression loss; use task='regression' or 'auto'")
+    if task == "regression" and loss not in ("squared_error", "poisson"):
         raise ValueError(
             f"`loss`={loss!r} needs class labels in `y`, got float targets (regression); use 'squared_error' or integer labels"
         )
     multi_label = loss == "binary_cross_entropy"
     checks = dict(task=task, n_classes=config.n_classes, multi_label=multi_label, dtype=dtype)
     y = validate_y(y, "y", n_samples=len(x), **checks)
+    if loss == "poisson" and np.any(y < 0):
+        raise ValueError("`y` must be >= 0 for loss='poisson' (counts or rates)")
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("`validation_data` must be a pair (x_val, y_val)")

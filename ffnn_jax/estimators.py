@@ -26,6 +26,10 @@ How scikit-learn's settings map (n_b rows in a batch, w̄ their mean weight):
   stops when it has not improved by ``tol`` for ``n_iter_no_change`` epochs and restores the
   best epoch's weights (``train(monitor="val_accuracy" | "val_r2")``). The validation loss is
   kept too (``validation_loss_curve_``).
+- ``MLPRegressor(loss="poisson")``: ffnn_jax's ``"poisson"`` loss, Σ exp(s) − y s, with an
+  ``exp`` output (``out_activation_ = "exp"``). Its ``loss_curve_`` leaves out the θ-free term
+  mean(y log y − y) that scikit-learn's half deviance includes, so the curves differ by that
+  constant; gradients and fitted weights are the same objective.
 - Weights start as scikit-learn's Glorot uniform; biases at 0 (scikit-learn draws them too).
 - Training runs in float32; predictions are float64 NumPy from ``coefs_``, so they do not
   depend on how rows are batched.

@@ -252,3 +252,15 @@ def test_backprop_needs_no_implicit_rank_promotion():
     batch = (jnp.ones((2, 3)), jnp.array([0, 1]))
     with jax.numpy_rank_promotion("raise"):
         backprop(params, batch, activation="tanh", mask=jnp.array([1.0, 0.0]), weight_decay=0.1)
+
+
+def test_backprop_matches_jax_grad_for_the_poisson_loss():
+    with x64():
+        params = init_params(jax.random.key(3), [4, 5, 2], init="he", dtype=jnp.float64)
+        x = jax.random.normal(jax.random.key(4), (7, 4), jnp.float64)
+        y = jnp.abs(jax.random.normal(jax.random.key(5), (7, 2), jnp.float64)).round()
+        kwargs = dict(activation="tanh", loss="poisson", weight_decay=0.1)
+        expected = jax.grad(loss)(params, (x, y), **kwargs)
+        got = backprop(params, (x, y), **kwargs)
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -301,3 +301,16 @@ def test_parity_benchmark_runs_a_small_case_and_prints_its_table():
     result = bench.run_case(case, runs=1)
     assert 0 <= result["diff_points"] <= 100 and result["speedup"] > 0
     assert bench.markdown([result]).splitlines()[2].startswith("| iris | MLPClassifier (adam) | accuracy |")
+
+
+def test_poisson_regressor_uses_an_exp_output_like_scikit_learn():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = rng.poisson(np.exp(0.5 * X[:, 0] + 0.3 * X[:, 1])).astype(float)
+    ours = MLPRegressor(loss="poisson", hidden_layer_sizes=(8,), max_iter=100, random_state=0).fit(X, y)
+    theirs = SkMLPRegressor(loss="poisson", hidden_layer_sizes=(8,), max_iter=100, random_state=0).fit(X, y)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp"
+    assert np.all(ours.predict(X) > 0)
+    assert ours.score(X, y) > theirs.score(X, y) - 0.1  # not worse (inits and batch orders differ)
+    with pytest.raises(ValueError, match="valid range"):
+        MLPRegressor(loss="poisson", max_iter=5).fit(X, -y - 1)

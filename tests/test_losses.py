@@ -122,3 +122,12 @@ def test_unknown_activation_or_loss_names_are_rejected(net):
         ffnn_jax.forward(params, x, activation="swishy")
     with pytest.raises(ValueError, match="`loss` must be one of"):
         ffnn_jax.loss(params, (x, y), loss="hinge")
+
+
+def test_poisson_loss_is_the_log_link_deviance_up_to_a_constant(key):
+    params = ffnn_jax.init_params(key, [3, 1])
+    x = jax.random.normal(key, (6, 3))
+    y = jnp.array([0.0, 1.0, 3.0, 0.0, 2.0, 5.0])
+    s = np.asarray(ffnn_jax.forward(params, x))[:, 0].astype(np.float64)
+    expected = (np.exp(s) - np.asarray(y) * s).mean()
+    np.testing.assert_allclose(ffnn_jax.loss(params, (x, y), loss="poisson"), expected, rtol=1e-5)

@@ -284,3 +284,16 @@ def test_an_update_that_overflows_the_params_is_caught_and_the_epochs_start_para
         ffnn_jax.train(x, y, **settings)
     initial = ffnn_jax.init_params(jax.random.split(jax.random.key(1))[0], [4, 4, 3])
     assert_trees_all_equal(caught.value.params, initial)
+
+
+def test_poisson_regression_fits_counts_and_predicts_positive_means():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3)).astype(np.float32)
+    y = rng.poisson(np.exp(0.5 * x[:, 0] + 0.3 * x[:, 1]))
+    result = ffnn_jax.train(x, y, loss="poisson", hidden_sizes=(8,), optimizer="adam", learning_rate=1e-2, epochs=50)
+    assert result.task == "regression"
+    predictions = result.predict(x)
+    assert predictions.shape == (400,) and np.all(predictions > 0)
+    assert result.evaluate(x, y)["r2"] > 0.3
+    with pytest.raises(ValueError, match="must be >= 0 for loss='poisson'"):
+        ffnn_jax.train(x, -y, loss="poisson", epochs=1)
