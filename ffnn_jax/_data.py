@@ -66,8 +66,19 @@ def validate_x(x, name: str = "x", *, n_features: Optional[int] = None, dtype=np
     return x
 
 
-def infer_task(y) -> str:
-    """``"classification"`` for integer or bool labels, else ``"regression"``."""
+CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy")
+
+
+def infer_task(y, loss: Optional[str] = None) -> str:
+    """The task implied by a canonical ``loss`` name, else by y's dtype.
+
+    Cross-entropies mean classes even for float targets (one-hot or 0/1 rows); Poisson targets
+    are integer counts but a regression; otherwise integer or bool labels mean classification.
+    """
+    if loss in CLASSIFICATION_LOSSES:
+        return "classification"
+    if loss == "poisson":
+        return "regression"
     return "classification" if np.asarray(y).dtype.kind in "biu" else "regression"
 
 

@@ -62,8 +62,9 @@ def evaluate(
     """
     dtype = params[0].W.dtype
     x = validate_x(x, "x", n_features=layer_sizes_of(params)[0], dtype=dtype)
-    task = infer_task(y) if task == "auto" else task
-    loss = canonical_loss(loss or ("cross_entropy" if task == "classification" else "squared_error"))
+    loss = None if loss is None else canonical_loss(loss)
+    task = infer_task(y, loss) if task == "auto" else task
+    loss = loss or ("cross_entropy" if task == "classification" else "squared_error")
     n_out = layer_sizes_of(params)[-1]
     y = validate_y(
         y,

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ._data import CLASSIFICATION_LOSSES
 from ._losses import canonical_loss, objective_and_scores
 from ._optim import OptimizerSpec, build_optimizer
 from ._types import Activation, Array, Params, PRNGKey
@@ -131,7 +132,7 @@ def make_train_step(
     """
     loss = canonical_loss(loss)
     if classification is None:
-        classification = loss != "squared_error"
+        classification = loss in CLASSIFICATION_LOSSES
     model = ModelSpec(activation, loss, classification)
 
     @functools.partial(jax.jit, donate_argnums=0)

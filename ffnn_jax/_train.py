@@ -130,13 +130,7 @@ def _prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> _Prep
     dtype = np.dtype(config.dtype)
     x = validate_x(x, "x", dtype=dtype)
     w = _validate_sample_weight(sample_weight, len(x), dtype)
-    task = config.task
-    if task == "auto":
-        # A cross-entropy loss means classes even for float targets (one-hot or 0/1 rows).
-        if config.loss in ("cross_entropy", "binary_cross_entropy"):
-            task = "classification"
-        else:  # Poisson targets are counts: integers, but a regression
-            task = "regression" if config.loss == "poisson" else infer_task(np.asarray(y))
+    task = infer_task(y, config.loss) if config.task == "auto" else config.task
     loss = config.loss or ("cross_entropy" if task == "classification" else "squared_error")
     if task == "classification" and loss == "poisson":
         raise ValueError("`loss`='poisson' is a regression loss; use task='regression' or 'auto'")

@@ -188,23 +188,8 @@ def test_help_lists_every_assignment_flag():
 
 
 def test_gradcheck_passes_on_the_network_the_flags_describe(capsys):
-    status = cli.main(
-        [
-            "gradcheck",
-            "-nhl",
-            "1",
-            "-sz",
-            "8",
-            "-a",
-            "sigmoid",
-            "-l",
-            "mean_squared_error",
-            "-w_d",
-            "0.01",
-            "--check_samples",
-            "16",
-        ]
-    )
+    flags = "gradcheck -nhl 1 -sz 8 -a sigmoid -l mean_squared_error -w_d 0.01 --check_samples 16"
+    status = cli.main(flags.split())
     out = capsys.readouterr().out
     assert status == 0, out
     assert "64-8-10" in out and "PASSED" in out

@@ -297,3 +297,15 @@ def test_poisson_regression_fits_counts_and_predicts_positive_means():
     assert result.evaluate(x, y)["r2"] > 0.3
     with pytest.raises(ValueError, match="must be >= 0 for loss='poisson'"):
         ffnn_jax.train(x, -y, loss="poisson", epochs=1)
+
+
+def test_the_loss_decides_the_task_for_evaluate_and_make_train_step(key):
+    x, _ = _blobs(n=40)
+    counts = np.random.default_rng(0).poisson(2.0, size=40)
+    params = ffnn_jax.init_params(key, [4, 1])
+    assert set(ffnn_jax.evaluate(params, x, counts, activation="tanh", loss="poisson")) == {"loss", "r2"}
+    optimizer = ffnn_jax.make_optimizer("sgd", learning_rate=0.01)
+    step = ffnn_jax.make_train_step(optimizer, loss="poisson")
+    state = init_train_state(jax.tree_util.tree_map(jnp.array, params), optimizer, key)
+    _, metrics = step(state, (jnp.asarray(x), jnp.asarray(counts, jnp.float32)))
+    assert float(metrics.correct) == 0.0  # a regression: no accuracy is counted
