@@ -10,6 +10,7 @@ from ._losses import canonical_loss
 from ._model import resolve_activation
 from ._optim import OPTIMIZERS, SCHEDULES
 from ._params import WEIGHT_INITS
+from ._stopping import RULES
 
 
 TASKS = ("auto", "classification", "regression")
@@ -41,6 +42,8 @@ class TrainConfig:
     max_grad_norm: Optional[float] = None  # global-norm clipping; None: off
     reduce_lr_factor: Optional[float] = None  # multiply η by this on a plateau of reduce_lr_patience epochs
     reduce_lr_patience: int = 2
+    min_learning_rate: float = 0.0  # a plateau never takes η below this ("sklearn" rule: at it, training stops)
+    plateau_rule: str = "keras"  # "keras" or "sklearn": how improvements are counted (see ffnn_jax._stopping)
     epochs: int = 100
     batch_size: Optional[int] = 32  # None: full-batch gradient descent
     shuffle: bool = True  # a fresh permutation of the training set every epoch
@@ -94,6 +97,8 @@ class TrainConfig:
             if not isinstance(self.optimizer, str):
                 raise ValueError("`reduce_lr_factor` needs a named optimizer (its learning rate lives in the state)")
         check_non_negative_int("reduce_lr_patience", self.reduce_lr_patience)
+        check_real("min_learning_rate", self.min_learning_rate, low=0.0)
+        object.__setattr__(self, "plateau_rule", check_choice("plateau_rule", self.plateau_rule, RULES))
         check_positive_int("epochs", self.epochs)
         check_positive_int("batch_size", self.batch_size, allow_none=True)
         check_non_negative_int("seed", self.seed)

@@ -175,7 +175,7 @@ class _BaseMLP(BaseEstimator):
     def _initialize(self, n_outputs: int, n_layers: int, out_activation: str):
         self.n_iter_, self.t_, self.n_outputs_, self.n_layers_ = 0, 0, n_outputs, n_layers
         self.out_activation_ = out_activation
-        self.loss_curve_, self._no_improvement_count, self._solver_state = [], 0, None
+        self.loss_curve_, self._solver_state = [], None
         self.best_loss_ = None if self.early_stopping else np.inf
         self.validation_scores_ = [] if self.early_stopping else None
         self.validation_loss_curve_ = [] if self.early_stopping else None
@@ -228,8 +228,10 @@ class _BaseMLP(BaseEstimator):
             steps = dict(samples_seen=self.t_, samples_per_epoch=n_samples, steps_per_epoch=steps_per_epoch)
             return dict(optimizer=optax.chain(tx, epoch_inverse_scaling(self.power_t, **steps)))
         if schedule == "adaptive":
-            patience = int(min(self.n_iter_no_change + 1, self.max_iter + 1))
-            numbers_.update(reduce_lr_factor=0.2, reduce_lr_patience=patience)
+            # scikit-learn divides η by 5 when the no-improvement count runs out, until η <= 1e-6
+            numbers_.update(
+                reduce_lr_factor=0.2, min_learning_rate=1e-6 * numbers_["learning_rate"] / self.learning_rate_init
+            )
         return dict(optimizer=name, **numbers_)
 
     def _fit_stochastic(self, X, targets, sample_weight, params, hidden, seed, incremental, *, activation, loss, scale):
@@ -257,16 +259,18 @@ class _BaseMLP(BaseEstimator):
         state_key = (optimizer, self.solver, self.momentum == 0, self.nesterovs_momentum, self.learning_rate, *hidden)
         resume = self._solver_state if incremental and (self._solver_state or [None])[0] == state_key else None
         settings = self._optimizer_settings(scale, n, -(-n // batch_size))
+        if resume is not None and "reduce_lr_factor" in settings:  # keep η where earlier plateaus left it
+            settings["learning_rate"] = float(resume[1].opt_state.hyperparams["learning_rate"])
         result = train(
             X, targets, validation_data=validation_data, sample_weight=sample_weight,
-            callbacks=[self._epoch_monitor(scale, settings)],
+            callbacks=[self._print_progress(scale)] if self.verbose else [],
             initial_params=params if resume is None else None,
             initial_state=None if resume is None else _to_device(resume[1]._replace(params=params)),
             hidden_sizes=tuple(hidden), activation=activation, loss=loss,
             task="classification" if is_classifier(self) else "regression", weight_init=self._init_scheme(),
             weight_decay=self.alpha if self.optimizer == "adamw" else scale * self.alpha / (batch_size * mean_weight),
             epochs=1 if incremental else self.max_iter,
-            batch_size=batch_size, shuffle=self.shuffle, seed=seed, early_stopping=self.early_stopping,
+            batch_size=batch_size, shuffle=self.shuffle, seed=seed, plateau_rule="sklearn", early_stopping=True,
             patience=int(min(self.n_iter_no_change, self.max_iter)), **self._stopping_rule(scale), **settings,
         )  # fmt: skip
         history = result.history
@@ -274,6 +278,8 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_, self.loss_ = len(losses), losses[-1]
         self.t_ += n * self.n_iter_
         self.loss_curve_ = self.loss_curve_ + losses
+        if not self.early_stopping:
+            self.best_loss_ = min(np.inf if self.best_loss_ is None else self.best_loss_, *losses)
         if self.early_stopping:
             scores = history["val_accuracy" if is_classifier(self) else "val_r2"]
             self.validation_scores_ = (self.validation_scores_ or []) + scores  # None after a fit without it
@@ -288,34 +294,22 @@ class _BaseMLP(BaseEstimator):
             )
 
     def _stopping_rule(self, scale: float) -> dict:
-        """scikit-learn's rules: early stopping on the validation score (accuracy or R², higher is better),
-        otherwise the training loss (scaled as ours) watched by the adaptive schedule."""
+        """scikit-learn's rule (one no-improvement counter, the running best, run on the device by
+        :func:`train`): on the validation score (accuracy or R², higher is better) with
+        ``early_stopping``, whose best epoch's weights are kept; else on the training loss (scaled as ours)."""
         if self.early_stopping:
-            return dict(monitor="val_accuracy" if is_classifier(self) else "val_r2", min_delta=self.tol)
-        return dict(monitor="train_loss", min_delta=self.tol * scale)
+            return dict(
+                monitor="val_accuracy" if is_classifier(self) else "val_r2", min_delta=self.tol, restore_best=True
+            )
+        return dict(monitor="train_loss", min_delta=self.tol * scale, restore_best=False)
 
-    def _epoch_monitor(self, scale: float, settings: dict):
-        """A :func:`train` callback with scikit-learn's stopping rule on the training loss (and ``verbose``)."""
-        adaptive = "reduce_lr_factor" in settings  # then train() divides η by 5 on each plateau
-        lr_to_sklearn = self.learning_rate_init / settings.get("learning_rate", 1.0)
+    def _print_progress(self, scale: float):
+        """The ``verbose`` lines scikit-learn prints after each epoch (a callback: epochs then run one per dispatch)."""
 
-        def on_epoch(epoch: int, row: dict) -> bool:
-            loss = row["train_loss"] / scale
-            if self.verbose:
-                print(f"Iteration {epoch}, loss = {loss:.8f}")
+        def on_epoch(epoch: int, row: dict) -> None:
+            print(f"Iteration {epoch}, loss = {row['train_loss'] / scale:.8f}")
             if self.early_stopping:
-                if self.verbose:
-                    print(f"Validation score: {row.get('val_accuracy', row.get('val_r2')):f}")
-                return False  # train() stops on the validation score itself
-            best = np.inf if self.best_loss_ is None else self.best_loss_  # None after a fit with early stopping
-            self._no_improvement_count = self._no_improvement_count + 1 if loss > best - self.tol else 0
-            self.best_loss_ = min(best, loss)
-            if self._no_improvement_count <= self.n_iter_no_change:
-                return False
-            if adaptive and row["learning_rate"] * lr_to_sklearn > 1e-6:
-                self._no_improvement_count = 0  # train() divides the learning rate by 5 on this plateau
-                return False
-            return True
+                print(f"Validation score: {row.get('val_accuracy', row.get('val_r2')):f}")
 
         return on_epoch
 

@@ -21,6 +21,7 @@ import optax
 from ._data import CLASSIFICATION_LOSSES
 from ._losses import canonical_loss, objective_and_scores
 from ._optim import OptimizerSpec, build_optimizer
+from ._stopping import Plateau, StopNumbers, StopRule, init_plateau, update, watched_value
 from ._types import Activation, Array, Params, PRNGKey
 
 
@@ -41,6 +42,7 @@ class TrainState(NamedTuple):
     opt_state: Any  # optax state; built-in optimizers keep their hyperparameters here
     key: PRNGKey  # typed key, split once per epoch for the data order
     weight_decay: Array  # float32 [], λ of the L2 term (an array so changing it never recompiles)
+    plateau: Plateau  # early-stopping / learning-rate plateau counters, kept when a run is continued
 
 
 class StepMetrics(NamedTuple):
@@ -62,6 +64,7 @@ def init_train_state(
         opt_state=optimizer.init(params),
         key=key,
         weight_decay=jnp.asarray(weight_decay, jnp.float32),
+        plateau=init_plateau(),
     )
 
 
@@ -153,8 +156,7 @@ class EpochMetrics(NamedTuple):
     diverged_at: Array  # int32 [], global step of the first non-finite step, -1 if none
 
 
-@functools.partial(jax.jit, static_argnames=("model", "optimizer", "batch_size", "shuffle"), donate_argnums=0)
-def run_epoch(
+def _epoch(
     state: TrainState,
     x: Array,
     y: Array,
@@ -200,8 +202,12 @@ def run_epoch(
     return state, EpochMetrics(*sums, diverged_at)
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
-def evaluate_arrays(params: Params, x: Array, y: Array, weight_decay: Array, *, model: ModelSpec) -> dict:
+run_epoch = functools.partial(
+    jax.jit, static_argnames=("model", "optimizer", "batch_size", "shuffle"), donate_argnums=0
+)(_epoch)
+
+
+def _evaluate(params: Params, x: Array, y: Array, weight_decay: Array, *, model: ModelSpec) -> dict:
     """Objective, accuracy (classification) and R² (regression) on a whole set, in one dispatch."""
     mask = jnp.ones((x.shape[0],), x.dtype)
     value, scores = objective_and_scores(
@@ -221,3 +227,118 @@ def evaluate_arrays(params: Params, x: Array, y: Array, weight_decay: Array, *, 
     residual = jnp.sum((target - mean) ** 2)
     total = jnp.sum((target - target.mean(axis=0)) ** 2)
     return {"loss": value, "r2": 1.0 - residual / jnp.maximum(total, jnp.finfo(scores.dtype).tiny)}
+
+
+evaluate_arrays = functools.partial(jax.jit, static_argnames=("model",))(_evaluate)
+
+
+class Chunk(NamedTuple):
+    """What :func:`run_epochs` returns besides the state (device arrays)."""
+
+    rows: dict  # history name -> float32 [chunk]; the first ``done`` entries are set
+    improved: Array  # bool [chunk], the epoch became the best (its params are in best_params)
+    done: Array  # int32 [], epochs run
+    stopped: Array  # bool [], the stopping rule ended training
+    diverged_epoch: Array  # int32 [], index in the chunk of the first non-finite epoch, -1 if none
+    diverged_step: Array  # int32 [], the optimizer step where it happened
+
+
+def _learning_rate(opt_state) -> Optional[Array]:
+    hyperparams = getattr(opt_state, "hyperparams", None)
+    return None if hyperparams is None else hyperparams.get("learning_rate")
+
+
+def _with_learning_rate(opt_state, learning_rate: Array):
+    hyperparams = dict(opt_state.hyperparams)
+    hyperparams["learning_rate"] = learning_rate.astype(hyperparams["learning_rate"].dtype)
+    return opt_state._replace(hyperparams=hyperparams)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("model", "optimizer", "batch_size", "shuffle", "chunk", "rule"),
+    donate_argnums=(0, 1),
+)
+def run_epochs(
+    state: TrainState,
+    best_params: Optional[Params],
+    train_data: tuple,
+    val_data: Optional[tuple],
+    n_epochs: Array,
+    numbers: StopNumbers,
+    *,
+    model: ModelSpec,
+    optimizer,
+    batch_size: int,
+    shuffle: bool,
+    chunk: int,
+    rule: StopRule,
+):
+    """Up to ``min(n_epochs, chunk)`` epochs in one dispatch, with validation and the stopping rule.
+
+    ``train_data`` is ``(x [n, d], y, sample_weight [n])`` and ``val_data`` ``(x_val, y_val)`` or
+    None. Each epoch is :func:`run_epoch`'s pass, then the validation metrics, then
+    :func:`ffnn_jax._stopping.update` on ``rule.monitor``; the loop ends early when the rule says
+    stop or an epoch is not finite (the state then holds the last finite parameters).
+    ``best_params`` (None: not tracked) becomes the params of the best epoch. Returns
+    ``(state, best_params, Chunk)``; ``chunk`` (static) sizes the per-epoch history buffers.
+    """
+    x, y, sample_weight = train_data
+
+    def body(carry):
+        i, state, best_params, out = carry
+        state, sums = _epoch(
+            state, x, y, sample_weight, model=model, optimizer=optimizer, batch_size=batch_size, shuffle=shuffle
+        )
+        row = {"train_loss": sums.loss_sum / sums.count}
+        if model.classification:
+            row["train_accuracy"] = sums.correct / sums.count
+        if val_data is not None:
+            metrics = _evaluate(state.params, *val_data, state.weight_decay, model=model)
+            row.update({f"val_{name}": value for name, value in metrics.items()})
+        learning_rate = _learning_rate(state.opt_state)
+        if learning_rate is not None:
+            row["learning_rate"] = learning_rate
+        row = {name: value.astype(jnp.float32) for name, value in row.items()}
+        finite = (sums.diverged_at < 0) & jnp.all(jnp.isfinite(jnp.stack(list(row.values()))))
+        no_lr = jnp.zeros((), jnp.float32)
+        decision = update(
+            state.plateau, watched_value(rule.monitor, row), no_lr if learning_rate is None else learning_rate,
+            numbers, rule,
+        )  # fmt: skip
+        state = state._replace(plateau=decision.plateau)
+        if rule.reduce_lr:
+            state = state._replace(opt_state=_with_learning_rate(state.opt_state, decision.learning_rate))
+        improved = decision.improved & finite
+        if best_params is not None:
+            best_params = _select(improved, state.params, best_params)
+        out = out._replace(
+            rows={name: buffer.at[i].set(row[name]) for name, buffer in out.rows.items()},
+            improved=out.improved.at[i].set(improved),
+            done=i + 1,
+            stopped=decision.stop & finite,
+            diverged_epoch=jnp.where(finite, -1, i),
+            diverged_step=jnp.where(sums.diverged_at >= 0, sums.diverged_at, state.step),
+        )
+        return i + 1, state, best_params, out
+
+    def keep_going(carry):
+        i, _, _, out = carry
+        return (i < jnp.minimum(n_epochs, chunk)) & ~out.stopped & (out.diverged_epoch < 0)
+
+    names = ["train_loss"] + (["train_accuracy"] if model.classification else [])
+    if val_data is not None:
+        names += ["val_loss", "val_accuracy" if model.classification else "val_r2"]
+    if _learning_rate(state.opt_state) is not None:
+        names.append("learning_rate")
+    zero_i = jnp.zeros((), jnp.int32)
+    out = Chunk(
+        rows={name: jnp.zeros((chunk,), jnp.float32) for name in names},
+        improved=jnp.zeros((chunk,), bool),
+        done=zero_i,
+        stopped=jnp.zeros((), bool),
+        diverged_epoch=zero_i - 1,
+        diverged_step=zero_i,
+    )
+    _, state, best_params, out = jax.lax.while_loop(keep_going, body, (zero_i, state, best_params, out))
+    return state, best_params, out

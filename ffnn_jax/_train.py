@@ -1,7 +1,8 @@
 """``train()``: the Python loop over fused epochs with validation, early stopping and history.
 
-Per epoch the host does one dispatch of :func:`run_epoch` (plus one of the evaluation when
-there is validation data) and one transfer of a few scalars. Everything numeric that a user may
+The epochs run in compiled chunks (:func:`run_epochs`: training, validation and the stopping
+rule on the device); after each chunk the host copies a few scalars per epoch into the history.
+A chunk is one epoch when callbacks are given or an epoch is large, up to 100 epochs on tiny data. Everything numeric that a user may
 vary between calls (learning rate and other optimizer constants, λ, seed, epochs) reaches the
 compiled code as an array, so repeated calls with the same shapes compile nothing.
 """
@@ -20,7 +21,8 @@ from ._data import Standardizer, fit_standardizer, infer_task, split_indices, va
 from ._inference import evaluate, predict, predict_proba
 from ._optim import OptimizerSpec, make_optimizer
 from ._params import init_params, layer_sizes_of
-from ._step import ModelSpec, TrainState, evaluate_arrays, init_train_state, run_epoch
+from ._step import ModelSpec, TrainState, init_train_state, run_epochs
+from ._stopping import StopRule, stop_numbers
 from ._types import Params
 
 
@@ -275,65 +277,73 @@ def train(
     state = init_train_state(params, tx, order_key, weight_decay=l2)
     if initial_state is not None:
         state = _continue_from(initial_state, state)
-    # A copy: run_epoch donates its state, and the caller's arrays must stay valid.
+    # A copy: run_epochs donates its state, and the caller's arrays must stay valid.
     state = jax.tree_util.tree_map(jnp.array, state)
     model = ModelSpec(config.activation, data.loss, data.task == "classification", config.compute_dtype)
     # Wait for the copy here, or it lands in the first epoch's history["time_s"].
-    x_dev, y_dev, w_dev = jax.block_until_ready(jax.device_put((data.x, data.y, data.sample_weight)))
-    has_val = data.x_val is not None
-    if has_val:
-        x_val_dev, y_val_dev = jax.device_put(data.x_val), jax.device_put(data.y_val)
-    shuffle = config.shuffle and steps_per_epoch > 1
+    train_data = jax.block_until_ready(jax.device_put((data.x, data.y, data.sample_weight)))
+    val_data = None if data.x_val is None else jax.device_put((data.x_val, data.y_val))
+    rule = StopRule(monitor, config.plateau_rule, config.early_stopping, config.reduce_lr_factor is not None)
+    numbers = stop_numbers(
+        min_delta=config.min_delta,
+        patience=config.patience,
+        lr_factor=config.reduce_lr_factor or 1.0,
+        lr_patience=config.reduce_lr_patience,
+        min_learning_rate=config.min_learning_rate,
+    )
+    restore = config.early_stopping and config.restore_best
+    best_params = jax.tree_util.tree_map(jnp.copy, state.params) if restore else None
+    static = dict(
+        model=model,
+        optimizer=optimizer_spec,
+        batch_size=batch_size,
+        shuffle=config.shuffle and steps_per_epoch > 1,
+        chunk=1 if callbacks else epochs_per_dispatch(state.params, n),
+        rule=rule,
+    )
 
     history: dict = {}
-    best_value, best_epoch, best_params, waited, stopped_early = np.inf, 0, None, 0, False
-    plateau_best, plateau_wait = np.inf, 0
-    for epoch in range(1, config.epochs + 1):
+    epoch, best_epoch, stopped_early = 0, 0, False
+    while epoch < config.epochs and not stopped_early:
         start = time.perf_counter()
-        state, sums = run_epoch(
-            state, x_dev, y_dev, w_dev, model=model, optimizer=optimizer_spec, batch_size=batch_size, shuffle=shuffle
-        )
-        val = evaluate_arrays(state.params, x_val_dev, y_val_dev, state.weight_decay, model=model) if has_val else {}
-        lr = getattr(state.opt_state, "hyperparams", {}).get("learning_rate")
-        sums, val, lr = jax.device_get((sums, val, lr))
-        if sums.diverged_at >= 0:
-            raise TrainingDivergedError(epoch, int(sums.diverged_at), state.params, history)
-        row = {"epoch": epoch, "train_loss": float(sums.loss_sum / sums.count)}
-        if model.classification:
-            row["train_accuracy"] = float(sums.correct / sums.count)
-        row.update({f"val_{k}": float(v) for k, v in val.items()})
-        if lr is not None:
-            row["learning_rate"] = float(lr)
-        row["time_s"] = time.perf_counter() - start
-        if not all(np.isfinite(v) for v in row.values()):
-            raise TrainingDivergedError(epoch, int(state.step), state.params, history)
-        for key, value in row.items():
-            history.setdefault(key, []).append(value)
+        n_epochs = jnp.asarray(config.epochs - epoch, jnp.int32)
+        state, best_params, chunk = run_epochs(state, best_params, train_data, val_data, n_epochs, numbers, **static)
+        chunk = jax.device_get(chunk)
+        valid = int(chunk.diverged_epoch) if chunk.diverged_epoch >= 0 else int(chunk.done)
+        seconds = (time.perf_counter() - start) / max(1, int(chunk.done))
+        for i in range(valid):
+            epoch += 1
+            row = {"epoch": epoch, **{name: float(chunk.rows[name][i]) for name in _ROW_ORDER if name in chunk.rows}}
+            row["time_s"] = seconds
+            for key, value in row.items():
+                history.setdefault(key, []).append(value)
+            best_epoch = epoch if chunk.improved[i] else best_epoch
+            if any(callback(epoch, dict(row)) is True for callback in callbacks):
+                stopped_early = True
+        if chunk.diverged_epoch >= 0:
+            raise TrainingDivergedError(epoch + 1, int(chunk.diverged_step), state.params, history)
+        stopped_early = stopped_early or bool(chunk.stopped)
 
-        watched = sign * row[monitor]  # smaller is better
-        if watched < best_value - config.min_delta:
-            best_value, best_epoch, waited = watched, epoch, 0
-            if config.early_stopping and config.restore_best:
-                best_params = jax.tree_util.tree_map(jnp.copy, state.params)
-        else:
-            waited += 1
-        if config.reduce_lr_factor is not None:
-            if watched < plateau_best - config.min_delta:
-                plateau_best, plateau_wait = watched, 0
-            else:
-                plateau_wait += 1
-            if plateau_wait >= config.reduce_lr_patience:
-                state, plateau_wait = _set_learning_rate(state, config.reduce_lr_factor), 0
-        stop_requested = any(callback(epoch, dict(row)) is True for callback in callbacks)
-        if stop_requested or (config.early_stopping and waited > config.patience):
-            stopped_early = True
-            break
-
-    params = best_params if best_params is not None else state.params
-    returned_epoch = best_epoch if best_params is not None else epoch
+    params = best_params if restore and best_epoch > 0 else state.params
+    returned_epoch = best_epoch if restore and best_epoch > 0 else epoch
     return TrainResult(
         params, history, config, model, data.task, data.standardizer, state, returned_epoch, stopped_early
     )
+
+
+_ROW_ORDER = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_r2", "learning_rate")
+
+
+def epochs_per_dispatch(params: Params, n_samples: int, *, flops_per_dispatch: float = 2e10, most: int = 100) -> int:
+    """How many epochs one compiled loop runs when no callback needs the host after each epoch.
+
+    About ``flops_per_dispatch`` of training work (6 × weights × samples per epoch) per dispatch:
+    a large epoch runs alone (per-epoch history and progress as before), a tiny one (iris: 120
+    rows) shares its dispatch with up to ``most`` epochs, where the host round trip (about 0.4 ms
+    on CPU) would otherwise cost more than the epoch itself.
+    """
+    weights = sum(int(np.prod(layer.W.shape)) for layer in params)
+    return int(np.clip(flops_per_dispatch // (6 * weights * n_samples), 1, most))
 
 
 def _continue_from(previous: TrainState, fresh: TrainState) -> TrainState:
@@ -344,13 +354,6 @@ def _continue_from(previous: TrainState, fresh: TrainState) -> TrainState:
     if hasattr(opt_state, "hyperparams"):
         opt_state = opt_state._replace(hyperparams=fresh.opt_state.hyperparams)
     return previous._replace(opt_state=opt_state, weight_decay=fresh.weight_decay)
-
-
-def _set_learning_rate(state: TrainState, factor: float) -> TrainState:
-    """Scales the learning rate held in the optimizer state (no recompilation)."""
-    hyperparams = dict(state.opt_state.hyperparams)
-    hyperparams["learning_rate"] = hyperparams["learning_rate"] * factor
-    return state._replace(opt_state=state.opt_state._replace(hyperparams=hyperparams))
 
 
 def _train_signature() -> inspect.Signature:

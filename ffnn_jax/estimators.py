@@ -19,13 +19,19 @@ How scikit-learn's settings map (n_b rows in a batch, w̄ their mean weight):
 - Softmax outputs for more than two classes; a logistic output per label for two classes and
   for multi-label targets, trained with ``binary_cross_entropy`` (as scikit-learn).
 - ``learning_rate="invscaling"``: η / (t + 1)^power_t per epoch, t the samples seen (an optax
-  chain built per fit, so such fits compile their epoch anew); ``"adaptive"``: η ÷ 5 after
-  ``n_iter_no_change`` + 1 epochs without a ``tol`` improvement, stopping at η <= 1e-6.
-- ``early_stopping`` scores the held-out ``validation_fraction`` each epoch
-  (``validation_scores_``: accuracy, element-wise for multi-label, or R²) and, as scikit-learn,
-  stops when it has not improved by ``tol`` for ``n_iter_no_change`` epochs and restores the
-  best epoch's weights (``train(monitor="val_accuracy" | "val_r2")``). The validation loss is
-  kept too (``validation_loss_curve_``).
+  chain built per fit, so such fits compile their epoch anew); ``"adaptive"``: η ÷ 5 when the
+  no-improvement count runs out, stopping at η <= 1e-6 (``partial_fit`` carries both η and the
+  count from call to call, as scikit-learn).
+- Stopping is scikit-learn's rule, run on the device inside ``train()``
+  (``plateau_rule="sklearn"``): one counter that grows on every epoch not better than the
+  running best by ``tol`` and stops training past ``n_iter_no_change``; watched on the training
+  loss, or with ``early_stopping`` on the score of the held-out ``validation_fraction``
+  (``validation_scores_``: accuracy, element-wise for multi-label, or R², unweighted), whose best
+  epoch's weights are restored. The validation loss is kept too (``validation_loss_curve_``).
+  One difference: a ``warm_start`` fit starts the counter afresh (scikit-learn carries it from the
+  previous fit, so a model that stopped once stops again after one epoch without improvement).
+- ``verbose`` prints each epoch's line as scikit-learn does; it runs one epoch per dispatch (a
+  host callback), otherwise small sets run many epochs per dispatch.
 - ``MLPRegressor(loss="poisson")``: ffnn_jax's ``"poisson"`` loss, Σ exp(s) − y s, with an
   ``exp`` output (``out_activation_ = "exp"``). Its ``loss_curve_`` leaves out the θ-free term
   mean(y log y − y) that scikit-learn's half deviance includes, so the curves differ by that

@@ -314,3 +314,37 @@ def test_poisson_regressor_uses_an_exp_output_like_scikit_learn():
     assert ours.score(X, y) > theirs.score(X, y) - 0.1  # not worse (inits and batch orders differ)
     with pytest.raises(ValueError, match="valid range"):
         MLPRegressor(loss="poisson", max_iter=5).fit(X, -y - 1)
+
+
+def _sklearn_stopping_epoch(losses, tol, n_iter_no_change):
+    """scikit-learn's no-improvement rule on the training loss, replayed on a loss curve."""
+    best, count = np.inf, 0
+    for epoch, loss in enumerate(losses, 1):
+        count = count + 1 if loss > best - tol else 0
+        best = min(best, loss)
+        if count > n_iter_no_change:
+            return epoch
+    return None
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_training_stops_where_sklearns_rule_stops_on_our_own_loss_curve(blobs, solver):
+    X, y = blobs
+    clf = MLPClassifier(**small(max_iter=400, tol=1e-3, n_iter_no_change=4, solver=solver)).fit(X, y)
+    assert clf.n_iter_ < 400
+    assert _sklearn_stopping_epoch(clf.loss_curve_, 1e-3, 4) == clf.n_iter_
+    assert clf.best_loss_ == min(clf.loss_curve_)
+
+
+def test_partial_fit_with_an_adaptive_rate_divides_it_when_sklearn_does(blobs):
+    X, y = blobs
+    settings = small(solver="sgd", learning_rate="adaptive", n_iter_no_change=1, tol=10.0)
+    ours, theirs = MLPClassifier(**settings), SkMLPClassifier(**settings)
+    rates, expected = [], []
+    for _ in range(6):  # tol 10: no epoch is an improvement, so the count runs out every other call
+        ours.partial_fit(X, y, classes=[0, 1, 2])
+        theirs.partial_fit(X, y, classes=[0, 1, 2])
+        rates.append(float(ours._solver_state[1].opt_state.hyperparams["learning_rate"]))
+        expected.append(theirs._optimizer.learning_rate)
+    assert expected[-1] < expected[0]
+    np.testing.assert_allclose(np.array(rates) / rates[0], np.array(expected) / expected[0], rtol=1e-5)

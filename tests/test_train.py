@@ -309,3 +309,40 @@ def test_the_loss_decides_the_task_for_evaluate_and_make_train_step(key):
     state = init_train_state(jax.tree_util.tree_map(jnp.array, params), optimizer, key)
     _, metrics = step(state, (jnp.asarray(x), jnp.asarray(counts, jnp.float32)))
     assert float(metrics.correct) == 0.0  # a regression: no accuracy is counted
+
+
+def test_epochs_chunked_into_one_dispatch_train_exactly_as_one_epoch_per_dispatch():
+    # Without callbacks tiny data runs many epochs per dispatch; a no-op callback forces one per
+    # dispatch. Same seed: the same history, stopping epoch, restored params and plateau η.
+    x, y = _blobs(n=60)
+    x_val, y_val = _blobs(n=60, seed=5)
+    settings = dict(
+        validation_data=(x_val, (y_val + 1) % 3), hidden_sizes=(8,), optimizer="adam", learning_rate=0.05,
+        epochs=200, early_stopping=True, patience=6, reduce_lr_factor=0.5, reduce_lr_patience=2, seed=3,
+    )  # fmt: skip
+    chunked = ffnn_jax.train(x, y, **settings)
+    per_epoch = ffnn_jax.train(x, y, callbacks=[lambda epoch, row: None], **settings)
+    assert chunked.stopped_early and 6 < len(chunked.history["epoch"]) < 200
+    assert min(chunked.history["learning_rate"]) < 0.05  # the plateau rule did act inside the chunk
+    for name in ("train_loss", "val_loss", "learning_rate", "epoch"):
+        np.testing.assert_array_equal(chunked.history[name], per_epoch.history[name])
+    assert chunked.best_epoch == per_epoch.best_epoch == int(np.argmin(chunked.history["val_loss"])) + 1
+    assert_trees_all_equal(chunked.params, per_epoch.params)
+
+
+def test_epochs_per_dispatch_groups_tiny_epochs_and_leaves_large_ones_alone():
+    from ffnn_jax._train import epochs_per_dispatch
+
+    iris = ffnn_jax.init_params(jax.random.key(0), [4, 20, 3])
+    mnist = ffnn_jax.init_params(jax.random.key(0), [784, 128, 10])
+    assert epochs_per_dispatch(iris, 112) == 100
+    assert epochs_per_dispatch(mnist, 60_000) == 1
+
+
+def test_a_run_continued_from_its_state_keeps_the_early_stopping_counters():
+    x, y = _blobs(n=60)
+    settings = dict(hidden_sizes=(4,), optimizer="sgd", learning_rate=1e-9, early_stopping=True, patience=3)
+    first = ffnn_jax.train(x, y, epochs=3, **settings)  # η ~ 0: nothing improves after epoch 1
+    assert not first.stopped_early and int(first.state.plateau.waited) == 2
+    more = ffnn_jax.train(x, y, epochs=10, initial_state=first.state, **settings)
+    assert more.stopped_early and len(more.history["epoch"]) == 2  # waited 3, then 4 > patience
