@@ -102,7 +102,7 @@ class TrainResult:
 class _Prepared(NamedTuple):
     x: np.ndarray
     y: np.ndarray
-    sample_weight: np.ndarray
+    sample_weight: Optional[np.ndarray]
     x_val: Optional[np.ndarray]
     y_val: Optional[np.ndarray]
     task: str
@@ -111,9 +111,9 @@ class _Prepared(NamedTuple):
     standardizer: Optional[Standardizer]
 
 
-def _validate_sample_weight(sample_weight, n: int, dtype) -> np.ndarray:
+def _validate_sample_weight(sample_weight, n: int, dtype) -> Optional[np.ndarray]:
     if sample_weight is None:
-        return np.ones((n,), dtype)
+        return None  # every row weighs 1 (a separate compiled epoch without the weight gather)
     w = validate_x(
         np.asarray(sample_weight).reshape(-1, 1) if np.ndim(sample_weight) == 1 else sample_weight,
         "sample_weight",
@@ -155,7 +155,8 @@ def _prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> _Prep
     elif config.validation_fraction > 0:
         stratify = y if task == "classification" and y.ndim == 1 else None
         keep, held = split_indices(len(x), config.validation_fraction, seed=config.seed, stratify=stratify)
-        x, y, w, x_val, y_val = x[keep], y[keep], w[keep], x[held], y[held]
+        x, y, x_val, y_val = x[keep], y[keep], x[held], y[held]
+        w = None if w is None else w[keep]
     else:
         x_val = y_val = None
     if task == "classification" and not multi_label and y.ndim == 1:
@@ -277,8 +278,6 @@ def train(
     state = init_train_state(params, tx, order_key, weight_decay=l2)
     if initial_state is not None:
         state = _continue_from(initial_state, state)
-    # A copy: run_epochs donates its state, and the caller's arrays must stay valid.
-    state = jax.tree_util.tree_map(jnp.array, state)
     model = ModelSpec(config.activation, data.loss, data.task == "classification", config.compute_dtype)
     # Wait for the copy here, or it lands in the first epoch's history["time_s"].
     train_data = jax.block_until_ready(jax.device_put((data.x, data.y, data.sample_weight)))
@@ -300,15 +299,22 @@ def train(
         shuffle=config.shuffle and steps_per_epoch > 1,
         chunk=1 if callbacks else epochs_per_dispatch(state.params, n),
         rule=rule,
+        guard=False,  # fast; a diverging chunk is replayed with guard=True
     )
+    replay = {**static, "guard": True}
 
     history: dict = {}
     epoch, best_epoch, stopped_early = 0, 0, False
     while epoch < config.epochs and not stopped_early:
         start = time.perf_counter()
         n_epochs = jnp.asarray(config.epochs - epoch, jnp.int32)
+        before = (state, best_params)
         state, best_params, chunk = run_epochs(state, best_params, train_data, val_data, n_epochs, numbers, **static)
         chunk = jax.device_get(chunk)
+        if chunk.diverged_epoch >= 0:  # replay up to the diverging epoch with every step checked
+            n_epochs = jnp.asarray(chunk.diverged_epoch + 1, jnp.int32)
+            state, best_params, chunk = run_epochs(*before, train_data, val_data, n_epochs, numbers, **replay)
+            chunk = jax.device_get(chunk)
         valid = int(chunk.diverged_epoch) if chunk.diverged_epoch >= 0 else int(chunk.done)
         seconds = (time.perf_counter() - start) / max(1, int(chunk.done))
         for i in range(valid):
