@@ -5,7 +5,8 @@ Params are a tuple with one :class:`LayerParams` per layer, ``W`` of shape ``[n_
 transpose). :func:`ravel` gives θ as one vector in the lecture's order: W_1, b_1, W_2, b_2, ...
 """
 
-from typing import Callable, Sequence, Tuple
+import functools
+from typing import Callable, NamedTuple, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -16,37 +17,44 @@ from ._errors import check_choice, check_positive_int
 from ._types import Array, LayerParams, Params, PRNGKey
 
 
-def _random_normal(key, shape, dtype):
-    return 0.01 * jax.random.normal(key, shape, dtype)
+class _Scheme(NamedTuple):
+    """A built-in weight init: a standard draw scaled per layer by ``scale(n_in, n_out)``."""
 
-
-def _xavier_uniform(key, shape, dtype):
-    n_in, n_out = shape
-    limit = np.sqrt(6.0 / (n_in + n_out))
-    return jax.random.uniform(key, shape, dtype, minval=-limit, maxval=limit)
-
-
-def _he_normal(key, shape, dtype):
-    return np.sqrt(2.0 / shape[0]) * jax.random.normal(key, shape, dtype)
-
-
-def _lecun_normal(key, shape, dtype):
-    return np.sqrt(1.0 / shape[0]) * jax.random.normal(key, shape, dtype)
-
-
-def _zeros(key, shape, dtype):
-    del key
-    return jnp.zeros(shape, dtype)
+    distribution: str  # "normal" N(0, 1), "uniform" U(-1, 1), or "zeros"
+    scale: Callable[[int, int], float]
 
 
 WEIGHT_INITS: dict = {
-    "random": _random_normal,
-    "xavier": _xavier_uniform,
-    "glorot": _xavier_uniform,
-    "he": _he_normal,
-    "lecun": _lecun_normal,
-    "zeros": _zeros,
+    "random": _Scheme("normal", lambda n_in, n_out: 0.01),
+    "xavier": _Scheme("uniform", lambda n_in, n_out: np.sqrt(6.0 / (n_in + n_out))),
+    "glorot": _Scheme("uniform", lambda n_in, n_out: np.sqrt(6.0 / (n_in + n_out))),
+    "he": _Scheme("normal", lambda n_in, n_out: np.sqrt(2.0 / n_in)),
+    "lecun": _Scheme("normal", lambda n_in, n_out: np.sqrt(1.0 / n_in)),
+    "zeros": _Scheme("zeros", lambda n_in, n_out: 0.0),
 }
+
+
+@functools.partial(jax.jit, static_argnames=("sizes", "scheme", "dtype"))
+def _draw_weights(key: PRNGKey, *, sizes: Tuple[int, ...], scheme: str, dtype) -> Tuple[Array, ...]:
+    """Every layer's W from one draw of Σ n_in·n_out numbers, sliced and scaled per layer.
+
+    One draw, not one per layer: each distinct shape of a threefry draw is its own XLA program,
+    about 0.25 s to compile on CPU, which dominated the first ``train()`` call.
+    """
+    distribution, scale = WEIGHT_INITS[scheme]
+    shapes = list(zip(sizes[:-1], sizes[1:]))
+    total = sum(n_in * n_out for n_in, n_out in shapes)
+    if distribution == "zeros":
+        flat = jnp.zeros((total,), dtype)
+    elif distribution == "uniform":
+        flat = jax.random.uniform(key, (total,), dtype, minval=-1.0, maxval=1.0)
+    else:
+        flat = jax.random.normal(key, (total,), dtype)
+    offsets = np.cumsum([0] + [n_in * n_out for n_in, n_out in shapes])
+    return tuple(
+        (scale(n_in, n_out) * flat[start : start + n_in * n_out]).reshape(n_in, n_out).astype(dtype)
+        for (n_in, n_out), start in zip(shapes, offsets)
+    )
 
 
 def check_layer_sizes(layer_sizes: Sequence[int], name: str = "layer_sizes") -> Tuple[int, ...]:
@@ -81,7 +89,8 @@ def init_params(
     - a callable ``init(key, (n_in, n_out), dtype) -> W``.
 
     Args:
-      key: a PRNG key; split once per layer.
+      key: a PRNG key. Built-in schemes make one draw for all layers (layer i takes the next
+        n_in·n_out numbers); a callable gets one split of the key per layer.
       layer_sizes: ``[n_input, n_hidden_1, ..., n_output]``, at least 2 entries.
       init: a scheme name (case-insensitive) or a callable.
       dtype: a floating dtype for every leaf.
@@ -97,12 +106,15 @@ def init_params(
     sizes = check_layer_sizes(layer_sizes)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"`dtype` must be a floating dtype, got {dtype!r}")
-    init_fn = init if callable(init) else WEIGHT_INITS[check_choice("init", init, WEIGHT_INITS)]
-    keys = jax.random.split(key, len(sizes) - 1)
-    return tuple(
-        LayerParams(W=jnp.asarray(init_fn(k, (n_in, n_out), dtype), dtype), b=jnp.zeros((n_out,), dtype))
-        for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])
-    )
+    if callable(init):
+        keys = jax.random.split(key, len(sizes) - 1)
+        weights = [
+            jnp.asarray(init(k, (n_in, n_out), dtype), dtype) for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])
+        ]
+    else:
+        scheme = check_choice("init", init, WEIGHT_INITS)
+        weights = _draw_weights(key, sizes=sizes, scheme=scheme, dtype=jnp.dtype(dtype))
+    return tuple(LayerParams(W=W, b=jnp.zeros((W.shape[1],), dtype)) for W in weights)
 
 
 def layer_sizes_of(params: Params) -> Tuple[int, ...]:
