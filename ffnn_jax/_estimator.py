@@ -149,10 +149,9 @@ class _BaseMLP(BaseEstimator):
         X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, np.float32)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        targets, loss, out_activation = self._encode_targets(y, incremental)
+        targets, loss, out_activation, n_outputs = self._encode_targets(y, incremental)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32, ensure_non_negative=True)
-        n_outputs = 1 if targets.ndim == 1 else targets.shape[1]
         sizes = [X.shape[1], *hidden, n_outputs]
         if first_pass:
             self._initialize(n_outputs, len(sizes), out_activation)
@@ -237,7 +236,7 @@ class _BaseMLP(BaseEstimator):
     def _fit_stochastic(self, X, targets, sample_weight, params, hidden, seed, incremental, *, activation, loss, scale):
         validation_data = None
         if self.early_stopping:
-            stratify = targets if is_classifier(self) and targets.ndim == 1 else None
+            stratify = targets if is_classifier(self) and self.n_outputs_ == 1 else None  # as scikit-learn
             arrays = [X, targets] + ([] if sample_weight is None else [sample_weight])
             split = train_test_split(*arrays, random_state=seed, test_size=self.validation_fraction, stratify=stratify)
             X, X_val, targets, y_val = split[:4]
@@ -272,6 +271,7 @@ class _BaseMLP(BaseEstimator):
             initial_state=None if resume is None else _to_device(resume[1]._replace(params=params)),
             hidden_sizes=tuple(hidden), activation=activation, loss=loss,
             task="classification" if is_classifier(self) else "regression", weight_init=self._init_scheme(),
+            n_classes=self.n_outputs_ if loss == "cross_entropy" else None,
             weight_decay=self.alpha if self.optimizer == "adamw" else scale * self.alpha / (batch_size * mean_weight),
             epochs=1 if incremental else self.max_iter,
             batch_size=batch_size, shuffle=self.shuffle, seed=seed, plateau_rule="sklearn", early_stopping=True,
@@ -383,7 +383,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         _keep_params(self, locals())
 
     def _encode_targets(self, y, incremental: bool):
-        """Labels -> (targets for train(), loss name, output activation) via a LabelBinarizer."""
+        """Labels -> (targets for train(), loss name, output activation, outputs) via a LabelBinarizer.
+
+        Multiclass targets go to train() as class indices [n] (int32), not the binarizer's one-hot
+        matrix: the same loss, and label_binarize's checks cost more than a small L-BFGS fit.
+        """
         check_classification_targets(y)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer().fit(y)
@@ -399,10 +403,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 raise ValueError(
                     f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
-        encoded = self._label_binarizer.transform(y).astype(np.float32)
         if self._label_binarizer.y_type_ == "multiclass":
-            return encoded, "cross_entropy", "softmax"
-        return (encoded[:, 0] if encoded.shape[1] == 1 else encoded), "binary_cross_entropy", "logistic"
+            return np.searchsorted(self.classes_, y).astype(np.int32), "cross_entropy", "softmax", len(self.classes_)
+        encoded = self._label_binarizer.transform(y).astype(np.float32)
+        n_outputs = encoded.shape[1]
+        return (encoded[:, 0] if n_outputs == 1 else encoded), "binary_cross_entropy", "logistic", n_outputs
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(
@@ -490,7 +495,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         del incremental
         if self.loss == "poisson" and np.any(np.asarray(y) < 0):
             raise ValueError("Some value(s) of y are out of the valid range of the loss 'poisson'.")
-        return np.asarray(y, np.float32), self.loss, "exp" if self.loss == "poisson" else "identity"
+        y = np.asarray(y, np.float32)
+        return y, self.loss, "exp" if self.loss == "poisson" else "identity", 1 if y.ndim == 1 else y.shape[1]
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None) -> "MLPRegressor":
