@@ -11,7 +11,7 @@ finite parameters.
 """
 
 import functools
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Sequence, Tuple
 
 import chex
 import jax
@@ -166,16 +166,10 @@ def _epoch(
     optimizer,
     batch_size: int,
     shuffle: bool,
-    guard: bool = True,
 ):
     """One pass over ``(x [n, d], y)`` in batches of ``batch_size``; returns (state, EpochMetrics).
 
     ``sample_weight`` [n] weights each row's loss (a batch's loss is Σ w ℓ / Σ w); None: all 1.
-    ``guard=False`` applies every step unchecked and only reports ``diverged_at``: the state is
-    then garbage after a divergence, and the caller replays the epoch guarded from its own copy.
-    It exists for speed: keeping the old state beside the new one for the keep-or-discard select
-    makes XLA copy the params and optimizer state in every step of the loop (15% of a small
-    network's epoch on CPU).
     """
     chex.assert_equal_shape_prefix((x, y) if sample_weight is None else (x, y, sample_weight), 1)
     n = x.shape[0]
@@ -194,7 +188,7 @@ def _epoch(
         candidate, m = _candidate_step(state, x[rows], y[rows], weights, model, optimizer, check_params=False)
         ok = m.finite & (diverged_at < 0)
         diverged_at = jnp.where(~m.finite & (diverged_at < 0), state.step, diverged_at)
-        state = _select(ok, candidate, state) if guard else candidate
+        state = _select(ok, candidate, state)
         sums = tuple(s + jnp.where(ok, v, 0.0).astype(jnp.float32) for s, v in zip(sums, m[:3]))
         return (state, sums, diverged_at), None
 
@@ -203,8 +197,7 @@ def _epoch(
     (state, sums, diverged_at), _ = jax.lax.scan(body, init, (index, mask))
     # The backstop of the loss-only test: an update that overflowed the parameters. One pass per epoch.
     params_finite = _all_finite(state.params)
-    if guard:
-        state = state._replace(params=_select(params_finite, state.params, start_params))
+    state = state._replace(params=_select(params_finite, state.params, start_params))
     diverged_at = jnp.where(params_finite | (diverged_at >= 0), diverged_at, state.step)
     return state, EpochMetrics(*sums, diverged_at)
 
@@ -240,7 +233,7 @@ evaluate_arrays = functools.partial(jax.jit, static_argnames=("model",))(_evalua
 
 
 class Chunk(NamedTuple):
-    """What :func:`run_epochs` returns besides the state (device arrays)."""
+    """What a :func:`run_epochs` dispatch did (built on device, read on the host by :meth:`unpack`)."""
 
     rows: dict  # history name -> float32 [chunk]; the first ``done`` entries are set
     improved: Array  # bool [chunk], the epoch became the best (its params are in best_params)
@@ -248,6 +241,27 @@ class Chunk(NamedTuple):
     stopped: Array  # bool [], the stopping rule ended training
     diverged_epoch: Array  # int32 [], index in the chunk of the first non-finite epoch, -1 if none
     diverged_step: Array  # int32 [], the optimizer step where it happened
+
+    def pack(self, names: Sequence[str]) -> Tuple[Array, Array]:
+        """Two arrays (float32 [names, chunk] and int32 [4 + chunk]): two host transfers, not ten."""
+        flags = jnp.stack([self.done, self.stopped.astype(jnp.int32), self.diverged_epoch, self.diverged_step])
+        values = jnp.stack([self.rows[name] for name in names])  # a pytree dict comes back key-sorted
+        return values, jnp.concatenate([flags, self.improved.astype(jnp.int32)])
+
+    @classmethod
+    def unpack(cls, packed: Tuple[Array, Array], names: Sequence[str]) -> "Chunk":
+        """The host-side (NumPy) view of :meth:`pack`'s arrays; ``names`` as :func:`history_names`."""
+        values, flags = jax.device_get(packed)
+        done, stopped, diverged_epoch, diverged_step = (int(v) for v in flags[:4])
+        return cls(dict(zip(names, values)), flags[4:].astype(bool), done, bool(stopped), diverged_epoch, diverged_step)
+
+
+def history_names(model: ModelSpec, has_validation: bool, has_learning_rate: bool) -> Tuple[str, ...]:
+    """The per-epoch values :func:`run_epochs` records, in history order."""
+    names = ["train_loss"] + (["train_accuracy"] if model.classification else [])
+    if has_validation:
+        names += ["val_loss", "val_accuracy" if model.classification else "val_r2"]
+    return tuple(names + (["learning_rate"] if has_learning_rate else []))
 
 
 def _learning_rate(opt_state) -> Optional[Array]:
@@ -263,7 +277,8 @@ def _with_learning_rate(opt_state, learning_rate: Array):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("model", "optimizer", "batch_size", "shuffle", "chunk", "rule", "guard"),
+    static_argnames=("model", "optimizer", "batch_size", "shuffle", "chunk", "rule"),
+    donate_argnums=(0, 1),
 )
 def run_epochs(
     state: TrainState,
@@ -279,27 +294,24 @@ def run_epochs(
     shuffle: bool,
     chunk: int,
     rule: StopRule,
-    guard: bool = True,
 ):
     """Up to ``min(n_epochs, chunk)`` epochs in one dispatch, with validation and the stopping rule.
 
     ``train_data`` is ``(x [n, d], y, sample_weight [n])`` and ``val_data`` ``(x_val, y_val)`` or
     None. Each epoch is :func:`run_epoch`'s pass, then the validation metrics, then
     :func:`ffnn_jax._stopping.update` on ``rule.monitor``; the loop ends early when the rule says
-    stop or an epoch is not finite (with ``guard``, the state then holds the last finite
-    parameters; without it, see :func:`run_epoch`, replay the chunk guarded from the inputs,
-    which are therefore not donated). ``best_params`` (None: not tracked) becomes the params of
-    the best epoch. Returns ``(state, best_params, Chunk)``; ``chunk`` (static) sizes the
-    per-epoch history buffers.
+    stop or an epoch is not finite (the state then holds the last finite parameters).
+    ``best_params`` (None: not tracked) becomes the params of the best epoch. ``state`` and
+    ``best_params`` are donated. Returns ``(state, best_params, Chunk.pack(names))``; ``chunk``
+    (static) sizes the per-epoch history buffers.
     """
     x, y, sample_weight = train_data
 
     def body(carry):
         i, state, best_params, out = carry
         state, sums = _epoch(
-            state, x, y, sample_weight, model=model, optimizer=optimizer, batch_size=batch_size, shuffle=shuffle,
-            guard=guard,
-        )  # fmt: skip
+            state, x, y, sample_weight, model=model, optimizer=optimizer, batch_size=batch_size, shuffle=shuffle
+        )
         row = {"train_loss": sums.loss_sum / sums.count}
         if model.classification:
             row["train_accuracy"] = sums.correct / sums.count
@@ -336,11 +348,7 @@ def run_epochs(
         i, _, _, out = carry
         return (i < jnp.minimum(n_epochs, chunk)) & ~out.stopped & (out.diverged_epoch < 0)
 
-    names = ["train_loss"] + (["train_accuracy"] if model.classification else [])
-    if val_data is not None:
-        names += ["val_loss", "val_accuracy" if model.classification else "val_r2"]
-    if _learning_rate(state.opt_state) is not None:
-        names.append("learning_rate")
+    names = history_names(model, val_data is not None, _learning_rate(state.opt_state) is not None)
     zero_i = jnp.zeros((), jnp.int32)
     out = Chunk(
         rows={name: jnp.zeros((chunk,), jnp.float32) for name in names},
@@ -351,4 +359,4 @@ def run_epochs(
         diverged_step=zero_i,
     )
     _, state, best_params, out = jax.lax.while_loop(keep_going, body, (zero_i, state, best_params, out))
-    return state, best_params, out
+    return state, best_params, out.pack(names)

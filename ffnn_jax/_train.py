@@ -21,7 +21,7 @@ from ._data import Standardizer, fit_standardizer, infer_task, split_indices, va
 from ._inference import evaluate, predict, predict_proba
 from ._optim import OptimizerSpec, make_optimizer
 from ._params import init_params, layer_sizes_of
-from ._step import ModelSpec, TrainState, init_train_state, run_epochs
+from ._step import Chunk, ModelSpec, TrainState, history_names, init_train_state, run_epochs
 from ._stopping import StopRule, stop_numbers
 from ._types import Params
 
@@ -278,6 +278,8 @@ def train(
     state = init_train_state(params, tx, order_key, weight_decay=l2)
     if initial_state is not None:
         state = _continue_from(initial_state, state)
+    # A copy: run_epochs donates its state, and the caller's arrays must stay valid.
+    state = jax.tree_util.tree_map(jnp.array, state)
     model = ModelSpec(config.activation, data.loss, data.task == "classification", config.compute_dtype)
     # Wait for the copy here, or it lands in the first epoch's history["time_s"].
     train_data = jax.block_until_ready(jax.device_put((data.x, data.y, data.sample_weight)))
@@ -299,45 +301,35 @@ def train(
         shuffle=config.shuffle and steps_per_epoch > 1,
         chunk=1 if callbacks else epochs_per_dispatch(state.params, n),
         rule=rule,
-        guard=False,  # fast; a diverging chunk is replayed with guard=True
     )
-    replay = {**static, "guard": True}
 
+    names = history_names(model, val_data is not None, "learning_rate" in getattr(state.opt_state, "hyperparams", {}))
     history: dict = {}
     epoch, best_epoch, stopped_early = 0, 0, False
     while epoch < config.epochs and not stopped_early:
         start = time.perf_counter()
-        n_epochs = jnp.asarray(config.epochs - epoch, jnp.int32)
-        before = (state, best_params)
-        state, best_params, chunk = run_epochs(state, best_params, train_data, val_data, n_epochs, numbers, **static)
-        chunk = jax.device_get(chunk)
-        if chunk.diverged_epoch >= 0:  # replay up to the diverging epoch with every step checked
-            n_epochs = jnp.asarray(chunk.diverged_epoch + 1, jnp.int32)
-            state, best_params, chunk = run_epochs(*before, train_data, val_data, n_epochs, numbers, **replay)
-            chunk = jax.device_get(chunk)
-        valid = int(chunk.diverged_epoch) if chunk.diverged_epoch >= 0 else int(chunk.done)
-        seconds = (time.perf_counter() - start) / max(1, int(chunk.done))
+        n_epochs = np.int32(config.epochs - epoch)
+        state, best_params, packed = run_epochs(state, best_params, train_data, val_data, n_epochs, numbers, **static)
+        chunk = Chunk.unpack(packed, names)
+        valid = chunk.diverged_epoch if chunk.diverged_epoch >= 0 else chunk.done
+        seconds = (time.perf_counter() - start) / max(1, chunk.done)
         for i in range(valid):
             epoch += 1
-            row = {"epoch": epoch, **{name: float(chunk.rows[name][i]) for name in _ROW_ORDER if name in chunk.rows}}
-            row["time_s"] = seconds
+            row = {"epoch": epoch, **{name: float(values[i]) for name, values in chunk.rows.items()}, "time_s": seconds}
             for key, value in row.items():
                 history.setdefault(key, []).append(value)
             best_epoch = epoch if chunk.improved[i] else best_epoch
             if any(callback(epoch, dict(row)) is True for callback in callbacks):
                 stopped_early = True
         if chunk.diverged_epoch >= 0:
-            raise TrainingDivergedError(epoch + 1, int(chunk.diverged_step), state.params, history)
-        stopped_early = stopped_early or bool(chunk.stopped)
+            raise TrainingDivergedError(epoch + 1, chunk.diverged_step, state.params, history)
+        stopped_early = stopped_early or chunk.stopped
 
     params = best_params if restore and best_epoch > 0 else state.params
     returned_epoch = best_epoch if restore and best_epoch > 0 else epoch
     return TrainResult(
         params, history, config, model, data.task, data.standardizer, state, returned_epoch, stopped_early
     )
-
-
-_ROW_ORDER = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_r2", "learning_rate")
 
 
 def epochs_per_dispatch(params: Params, n_samples: int, *, flops_per_dispatch: float = 2e10, most: int = 100) -> int:

@@ -349,7 +349,7 @@ def test_a_run_continued_from_its_state_keeps_the_early_stopping_counters():
 
 
 def test_divergence_inside_a_chunk_of_epochs_reports_what_one_epoch_per_dispatch_reports():
-    # Chunks run unguarded for speed and replay guarded on divergence; the error must not differ.
+    # A divergence in the middle of a many-epoch dispatch must report what per-epoch dispatches report.
     x, _ = _blobs()
     y = x.sum(axis=1) * 100.0  # η = 4e-4 is just past the stability limit: it blows up epochs later
     settings = dict(hidden_sizes=(32,), activation="identity", optimizer="sgd", learning_rate=4e-4, epochs=100)
