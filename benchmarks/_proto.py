@@ -15,6 +15,10 @@ with these switches (and ``unroll``, the scan's unroll factor):
   through a custom VJP so that every GEMM is a plain row-major ``A @ B``.
 - ``one_hot``: the cross-entropy of integer labels through a one-hot product instead of a gather
   (whose gradient is a scatter).
+
+The core has since taken the loss-only guard, the one-hot cross-entropy and (without sample
+weights) the gather-free batch; what the prototype still leaves out is the L2 term at λ = 0, which
+the core keeps so that changing ``weight_decay`` never recompiles.
 """
 
 import functools

@@ -119,7 +119,18 @@ def objective_and_scores(
         data_term = jnp.mean(per_example)
     else:
         data_term = jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1)
-    return data_term + weight_decay * l2_penalty(params), scores
+    if isinstance(weight_decay, (int, float)):
+        penalty = weight_decay * l2_penalty(params) if weight_decay else 0.0
+    else:
+        # λ as an array (so that changing it never recompiles): a branch, so that λ = 0 skips the
+        # per-leaf reductions of Σ‖W‖² and their gradient (about 5% of a small network's step).
+        penalty = jax.lax.cond(
+            weight_decay > 0,
+            lambda p: weight_decay * l2_penalty(p),
+            lambda p: jnp.zeros((), jnp.result_type(weight_decay, p[0].W)),
+            params,
+        )
+    return data_term + penalty, scores
 
 
 def loss(
