@@ -91,6 +91,33 @@ def l2_penalty(params: Params) -> Array:
     return 0.5 * sum(jnp.sum(layer.W**2) for layer in params)
 
 
+@jax.custom_jvp
+def _gated_penalty(weight_decay: Array, weights: Tuple[Array, ...]) -> Array:
+    """``λ · (1/2) Σ‖W‖²`` that skips the per-leaf reductions when λ = 0 (a small network's step
+    spends ~5% on them). Its derivative is the plain ``λ Σ ⟨W, dW⟩``, so the gradient ``λW`` stays
+    element-wise (fused into the update) rather than a branch that builds zeros of every W."""
+    zero = jnp.zeros((), jnp.result_type(weight_decay, *weights))
+    return jax.lax.cond(
+        weight_decay > 0, lambda w: weight_decay * 0.5 * sum(jnp.sum(W**2) for W in w), lambda w: zero, weights
+    )
+
+
+def _gated_penalty_jvp(primals, tangents):
+    weight_decay, weights = primals
+    d_weight_decay, d_weights = tangents
+    tangent = 0.0
+    if not isinstance(d_weight_decay, jax.custom_derivatives.SymbolicZero):
+        tangent = d_weight_decay * 0.5 * sum(jnp.sum(W**2) for W in weights)
+    for W, dW in zip(weights, d_weights):
+        if not isinstance(dW, jax.custom_derivatives.SymbolicZero):
+            tangent = tangent + weight_decay * jnp.vdot(W, dW)
+    value = _gated_penalty(weight_decay, weights)
+    return value, jnp.asarray(tangent, value.dtype)
+
+
+_gated_penalty.defjvp(_gated_penalty_jvp, symbolic_zeros=True)
+
+
 def objective_and_scores(
     params: Params,
     batch: Batch,
@@ -121,15 +148,8 @@ def objective_and_scores(
         data_term = jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1)
     if isinstance(weight_decay, (int, float)):
         penalty = weight_decay * l2_penalty(params) if weight_decay else 0.0
-    else:
-        # λ as an array (so that changing it never recompiles): a branch, so that λ = 0 skips the
-        # per-leaf reductions of Σ‖W‖² and their gradient (about 5% of a small network's step).
-        penalty = jax.lax.cond(
-            weight_decay > 0,
-            lambda p: weight_decay * l2_penalty(p),
-            lambda p: jnp.zeros((), jnp.result_type(weight_decay, p[0].W)),
-            params,
-        )
+    else:  # λ as an array, so that changing it never recompiles
+        penalty = _gated_penalty(weight_decay, tuple(layer.W for layer in params))
     return data_term + penalty, scores
 
 
