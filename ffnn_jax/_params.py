@@ -24,10 +24,11 @@ class _Scheme(NamedTuple):
     scale: Callable[[int, int], float]
 
 
+_GLOROT_UNIFORM = _Scheme("uniform", lambda n_in, n_out: np.sqrt(6.0 / (n_in + n_out)))
 WEIGHT_INITS: dict = {
     "random": _Scheme("normal", lambda n_in, n_out: 0.01),
-    "xavier": _Scheme("uniform", lambda n_in, n_out: np.sqrt(6.0 / (n_in + n_out))),
-    "glorot": _Scheme("uniform", lambda n_in, n_out: np.sqrt(6.0 / (n_in + n_out))),
+    "xavier": _GLOROT_UNIFORM,
+    "glorot": _GLOROT_UNIFORM,
     "he": _Scheme("normal", lambda n_in, n_out: np.sqrt(2.0 / n_in)),
     "lecun": _Scheme("normal", lambda n_in, n_out: np.sqrt(1.0 / n_in)),
     "zeros": _Scheme("zeros", lambda n_in, n_out: 0.0),

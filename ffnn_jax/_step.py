@@ -7,7 +7,9 @@ stops updating and reports the global step where that happened. Inside the epoch
 the loss alone (a scalar known before the update, so the keep-or-discard select fuses into the
 parameter update); parameters that overflow without a non-finite loss are caught once at the
 end of the epoch, which then returns the parameters it started from. Either way the state holds
-finite parameters.
+finite parameters. ``run_epochs`` (what :func:`ffnn_jax.train` calls) loops that epoch on the
+device together with the validation metrics and the stopping rule, several epochs per dispatch
+on small data.
 """
 
 import functools

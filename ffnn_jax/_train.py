@@ -2,9 +2,10 @@
 
 The epochs run in compiled chunks (:func:`run_epochs`: training, validation and the stopping
 rule on the device); after each chunk the host copies a few scalars per epoch into the history.
-A chunk is one epoch when callbacks are given or an epoch is large, up to 100 epochs on tiny data. Everything numeric that a user may
-vary between calls (learning rate and other optimizer constants, λ, seed, epochs) reaches the
-compiled code as an array, so repeated calls with the same shapes compile nothing.
+A chunk is one epoch when callbacks are given or an epoch is large, up to 100 epochs on tiny
+data. Everything numeric that a user may vary between calls (learning rate and other optimizer
+constants, λ, seed, epochs) reaches the compiled code as an array, so repeated calls with the
+same shapes compile nothing.
 """
 
 import dataclasses
@@ -173,7 +174,7 @@ def _prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> _Prep
 
 
 def _monitor(config: TrainConfig, data: _Prepared):
-    """The history key that early stopping and plateaus watch, and +1 (minimise) or −1 (maximise)."""
+    """The history key that early stopping and plateaus watch (accuracy and R² are maximised)."""
     has_val = data.x_val is not None
     monitor = config.monitor if config.monitor != "auto" else ("val_loss" if has_val else "train_loss")
     if monitor.startswith("val_") and not has_val:
@@ -182,7 +183,7 @@ def _monitor(config: TrainConfig, data: _Prepared):
         raise ValueError(f"`monitor`={monitor!r} needs a classification task; use 'val_r2' or a loss")
     if monitor.endswith("r2") and data.task != "regression":
         raise ValueError(f"`monitor`={monitor!r} needs a regression task; use 'val_accuracy' or a loss")
-    return monitor, (-1.0 if monitor.endswith(("accuracy", "r2")) else 1.0)
+    return monitor
 
 
 def _optimizer_and_spec(config: TrainConfig, steps_per_epoch: int):
@@ -256,7 +257,7 @@ def train(
     """
     config = TrainConfig(**settings)
     data = _prepare(config, x, y, validation_data, sample_weight)
-    monitor, sign = _monitor(config, data)
+    monitor = _monitor(config, data)
     sizes = (data.x.shape[1], *config.hidden_sizes, data.n_out)
     init_key, order_key = jax.random.split(jax.random.key(config.seed))
     if initial_state is not None:
