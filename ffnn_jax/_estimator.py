@@ -253,11 +253,7 @@ class _BaseMLP(BaseEstimator):
             if self.batch_size > n:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n))
-        if sample_weight is None:
-            # Ones rather than None: then fits with and without weights run the same arithmetic, and
-            # weights of 2 equal repeated rows to float rounding (scikit-learn's check asks rtol 1e-7).
-            sample_weight = np.ones(len(X), np.float32)
-        mean_weight = float(np.mean(sample_weight))
+        mean_weight = 1.0 if sample_weight is None else float(np.mean(sample_weight))
         optimizer = self.optimizer if self.optimizer is None or isinstance(self.optimizer, str) else id(self.optimizer)
         state_key = (optimizer, self.solver, self.momentum == 0, self.nesterovs_momentum, self.learning_rate, *hidden)
         resume = self._solver_state if incremental and (self._solver_state or [None])[0] == state_key else None

@@ -88,7 +88,11 @@ def per_example_loss(scores: Array, y: Array, loss: str, *, classification: Opti
 
 def l2_penalty(params: Params) -> Array:
     """``(1/2) Σ_i ‖W_i‖²`` over weight matrices only (biases are not decayed)."""
-    return 0.5 * sum(jnp.sum(layer.W**2) for layer in params)
+    return _half_sum_of_squares(tuple(layer.W for layer in params))
+
+
+def _half_sum_of_squares(weights: Tuple[Array, ...]) -> Array:
+    return 0.5 * sum(jnp.sum(W**2) for W in weights)
 
 
 @jax.custom_jvp
@@ -97,9 +101,7 @@ def _gated_penalty(weight_decay: Array, weights: Tuple[Array, ...]) -> Array:
     spends ~5% on them). Its derivative is the plain ``λ Σ ⟨W, dW⟩``, so the gradient ``λW`` stays
     element-wise (fused into the update) rather than a branch that builds zeros of every W."""
     zero = jnp.zeros((), jnp.result_type(weight_decay, *weights))
-    return jax.lax.cond(
-        weight_decay > 0, lambda w: weight_decay * 0.5 * sum(jnp.sum(W**2) for W in w), lambda w: zero, weights
-    )
+    return jax.lax.cond(weight_decay > 0, lambda w: weight_decay * _half_sum_of_squares(w), lambda w: zero, weights)
 
 
 def _gated_penalty_jvp(primals, tangents):
@@ -107,7 +109,7 @@ def _gated_penalty_jvp(primals, tangents):
     d_weight_decay, d_weights = tangents
     tangent = 0.0
     if not isinstance(d_weight_decay, jax.custom_derivatives.SymbolicZero):
-        tangent = d_weight_decay * 0.5 * sum(jnp.sum(W**2) for W in weights)
+        tangent = d_weight_decay * _half_sum_of_squares(weights)
     for W, dW in zip(weights, d_weights):
         if not isinstance(dW, jax.custom_derivatives.SymbolicZero):
             tangent = tangent + weight_decay * jnp.vdot(W, dW)
