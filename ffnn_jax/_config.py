@@ -53,6 +53,7 @@ class TrainConfig:
     patience: int = 10  # epochs without improvement > min_delta before stopping
     min_delta: float = 1e-4
     monitor: str = "auto"  # what early stopping and plateaus watch; "auto": val_loss, else train_loss
+    stopping_threshold: Optional[float] = None  # stop once `monitor` reaches it (>= for accuracy/R², <= for losses)
     restore_best: bool = True  # with early stopping: return the best epoch's params
     standardize: bool = False  # scale x to zero mean, unit variance (kept for predict)
     dtype: str = "float32"  # params, optimizer state and the loss
@@ -106,6 +107,8 @@ class TrainConfig:
         check_non_negative_int("patience", self.patience)
         check_real("min_delta", self.min_delta, low=0.0)
         object.__setattr__(self, "monitor", check_choice("monitor", self.monitor, MONITORS))
+        if self.stopping_threshold is not None:
+            check_real("stopping_threshold", self.stopping_threshold)
         object.__setattr__(self, "dtype", check_choice("dtype", self.dtype, ("float32", "float64")))
         if self.compute_dtype is not None:
             choice = check_choice("compute_dtype", self.compute_dtype, ("bfloat16", "float16", "float32", "float64"))

@@ -11,6 +11,9 @@ scikit-learn's ``partial_fit``, keeps them). Two rules:
   every epoch that does not beat it by ``min_delta``. When it exceeds ``patience``, η is divided
   (``reduce_lr_factor``) while η > ``min_learning_rate``, else training stops.
 
+Either rule also stops as soon as the watched value reaches ``threshold`` (PyTorch Lightning's
+``stopping_threshold``: "train until 97% validation accuracy"), with or without early stopping.
+
 Values are watched "smaller is better": the caller multiplies accuracies and R² by −1.
 """
 
@@ -50,6 +53,7 @@ class StopNumbers(NamedTuple):
     lr_factor: Array  # float32 [], η ← η × lr_factor on a plateau
     lr_patience: Array  # int32 [] ("keras" rule)
     min_learning_rate: Array  # float32 []
+    threshold: Array  # float32 [], stop once the watched value is <= this (-inf: never)
 
 
 class Decision(NamedTuple):
@@ -66,22 +70,32 @@ def init_plateau() -> Plateau:
 
 
 def stop_numbers(
-    *, min_delta: float, patience: int, lr_factor: float, lr_patience: int, min_learning_rate: float
+    *,
+    min_delta: float,
+    patience: int,
+    lr_factor: float,
+    lr_patience: int,
+    min_learning_rate: float,
+    threshold: float = -float("inf"),
 ) -> StopNumbers:
+    """The numbers as arrays; ``threshold`` is in watched ("smaller is better") units, -inf for none."""
     f32, i32 = (lambda v: jnp.asarray(v, jnp.float32)), (lambda v: jnp.asarray(v, jnp.int32))
-    return StopNumbers(f32(min_delta), i32(patience), f32(lr_factor), i32(lr_patience), f32(min_learning_rate))
+    return StopNumbers(
+        f32(min_delta), i32(patience), f32(lr_factor), i32(lr_patience), f32(min_learning_rate), f32(threshold)
+    )
 
 
 def update(plateau: Plateau, watched: Array, learning_rate: Array, numbers: StopNumbers, rule: StopRule) -> Decision:
     """One epoch's decision from its watched value (smaller is better) and the current η."""
     watched = watched.astype(jnp.float32)
+    reached = watched <= numbers.threshold
     if rule.rule == "sklearn":
         improved = watched < plateau.best
         waited = jnp.where(watched > plateau.best - numbers.min_delta, plateau.waited + 1, 0)
         exhausted = waited > numbers.patience
         reduce = exhausted & (learning_rate > numbers.min_learning_rate) if rule.reduce_lr else jnp.zeros((), bool)
         learning_rate = jnp.where(reduce, learning_rate * numbers.lr_factor, learning_rate)
-        stop = rule.early_stopping & exhausted & ~reduce
+        stop = (rule.early_stopping & exhausted & ~reduce) | reached
         new = Plateau(
             jnp.minimum(plateau.best, watched), jnp.where(reduce, 0, waited), plateau.lr_best, plateau.lr_waited
         )
@@ -99,7 +113,7 @@ def update(plateau: Plateau, watched: Array, learning_rate: Array, numbers: Stop
         reduced = jnp.maximum(learning_rate * numbers.lr_factor, numbers.min_learning_rate)
         learning_rate = jnp.where(reduce, reduced, learning_rate)
         lr_waited = jnp.where(reduce, 0, lr_waited)
-    stop = rule.early_stopping & (waited > numbers.patience)
+    stop = (rule.early_stopping & (waited > numbers.patience)) | reached
     return Decision(Plateau(best, waited, lr_best, lr_waited), improved, stop, learning_rate)
 
 

@@ -23,7 +23,7 @@ from ._inference import evaluate, predict, predict_proba
 from ._optim import OptimizerSpec, make_optimizer
 from ._params import init_params, layer_sizes_of
 from ._step import Chunk, ModelSpec, TrainState, history_names, init_train_state, run_epochs
-from ._stopping import StopRule, stop_numbers
+from ._stopping import StopRule, stop_numbers, watched_value
 from ._types import Params
 
 
@@ -285,6 +285,7 @@ def train(
     # Wait for the copy here, or it lands in the first epoch's history["time_s"].
     train_data = jax.block_until_ready(jax.device_put((data.x, data.y, data.sample_weight)))
     val_data = None if data.x_val is None else jax.device_put((data.x_val, data.y_val))
+    target = config.stopping_threshold
     rule = StopRule(monitor, config.plateau_rule, config.early_stopping, config.reduce_lr_factor is not None)
     numbers = stop_numbers(
         min_delta=config.min_delta,
@@ -292,6 +293,7 @@ def train(
         lr_factor=config.reduce_lr_factor or 1.0,
         lr_patience=config.reduce_lr_patience,
         min_learning_rate=config.min_learning_rate,
+        threshold=-np.inf if target is None else watched_value(monitor, {monitor: target}),
     )
     restore = config.early_stopping and config.restore_best
     best_params = jax.tree_util.tree_map(jnp.copy, state.params) if restore else None

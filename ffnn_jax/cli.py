@@ -117,6 +117,15 @@ def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True) -
     )
     loop.add_argument("--early_stopping", action="store_true", help="stop when the validation loss stops improving")
     loop.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default 10)")
+    loop.add_argument(
+        "--monitor", default="auto", help="what early stopping watches, e.g. val_accuracy (default: val_loss)"
+    )
+    loop.add_argument(
+        "--stopping_threshold",
+        type=float,
+        default=None,
+        help="stop once the monitored value reaches this, e.g. 0.97 with --monitor val_accuracy (default off)",
+    )
     loop.add_argument("--seed", type=int, default=0, help="seed for init, splits and data order (default 0)")
     loop.add_argument("--dtype", default="float32", help="float32 (default) or float64")
     loop.add_argument(
@@ -273,6 +282,8 @@ def _settings(args) -> dict:
         validation_fraction=args.validation_fraction,
         early_stopping=args.early_stopping,
         patience=args.patience,
+        monitor=args.monitor,
+        stopping_threshold=args.stopping_threshold,
         standardize=args.standardize,
         dtype=args.dtype,
         compute_dtype=args.compute_dtype,

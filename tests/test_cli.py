@@ -84,6 +84,10 @@ def test_assignment_style_flags_map_onto_the_trainer(tmp_path):
         "8",
         "-a",
         "sigmoid",
+        "--monitor",
+        "train_accuracy",
+        "--stopping_threshold",
+        "0.99",
         "--metrics_format",
         "csv",
         "--no_plot",
@@ -95,6 +99,7 @@ def test_assignment_style_flags_map_onto_the_trainer(tmp_path):
     config = json.loads((out / "summary.json").read_text())["config"]
     assert config["loss"] == "squared_error" and config["momentum"] == 0.5 and config["weight_init"] == "random"
     assert config["weight_decay"] == 0.0005 and config["epsilon"] == 1e-6 and config["activation"] == "sigmoid"
+    assert config["monitor"] == "train_accuracy" and config["stopping_threshold"] == 0.99
     assert (out / "metrics.csv").read_text().startswith("epoch,train_loss")
 
 

@@ -49,3 +49,12 @@ def test_keras_reduce_lr_waits_lr_patience_and_never_goes_below_the_floor():
 def test_accuracy_and_r2_are_watched_negated_and_losses_as_they_are():
     row = {"val_accuracy": jnp.float32(0.9), "val_r2": jnp.float32(0.5), "val_loss": jnp.float32(0.2)}
     assert np.allclose([watched_value(k, row) for k in row], [-0.9, -0.5, 0.2])
+
+
+def test_a_threshold_stops_at_the_first_epoch_that_reaches_it_under_either_rule():
+    losses = [1.0, 0.8, 0.5, 0.5, 0.2, 0.1]
+    for rule in ("keras", "sklearn"):
+        out = _run(losses, StopRule(rule=rule), threshold=0.5, patience=100)
+        assert [o[1] for o in out] == [False, False, True, True, True, True], rule  # 0.5 <= 0.5 counts
+        never = _run(losses, StopRule(rule=rule), patience=100)  # the default threshold is -inf
+        assert not any(o[1] for o in never), rule

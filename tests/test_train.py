@@ -264,6 +264,34 @@ def test_early_stopping_can_watch_validation_accuracy_and_restores_its_best_epoc
     np.testing.assert_allclose(result.evaluate(x_val, y_val)["accuracy"], max(accuracies))
 
 
+def test_a_stopping_threshold_ends_the_run_on_the_device_where_a_callback_would():
+    x, y = _blobs(n=150)
+    x, y, x_val, y_val = x[:90], y[:90], x[90:], y[90:]
+    settings = dict(hidden_sizes=(16,), optimizer="adam", learning_rate=0.003, epochs=40, batch_size=16)
+    full = ffnn_jax.train(x, y, validation_data=(x_val, y_val), **settings)
+    accuracies = np.array(full.history["val_accuracy"])
+    threshold = 0.9  # reached part-way through the run (about epoch 13)
+    first = int(np.argmax(accuracies >= threshold)) + 1
+    assert 1 < first < len(accuracies)
+    reached = ffnn_jax.train(
+        x, y, validation_data=(x_val, y_val), monitor="val_accuracy", stopping_threshold=threshold, **settings
+    )
+    assert reached.stopped_early and reached.history["epoch"][-1] == first
+    assert reached.history["val_accuracy"] == full.history["val_accuracy"][:first]
+    by_callback = ffnn_jax.train(
+        x, y, validation_data=(x_val, y_val), callbacks=[lambda _, row: row["val_accuracy"] >= threshold], **settings
+    )
+    assert_trees_all_equal(reached.params, by_callback.params)
+    loss_threshold = ffnn_jax.train(x, y, stopping_threshold=full.history["train_loss"][9], **settings)
+    assert loss_threshold.history["epoch"][-1] <= 10  # losses stop at <= the threshold
+
+
+def test_a_non_finite_stopping_threshold_is_refused_before_training():
+    x, y = _blobs(n=30)
+    with pytest.raises(ValueError, match="`stopping_threshold` must be a finite real number"):
+        ffnn_jax.train(x, y, stopping_threshold=float("nan"))
+
+
 def test_bfloat16_compute_keeps_float32_master_weights_and_still_learns():
     x, y = _blobs()
     result = ffnn_jax.train(
