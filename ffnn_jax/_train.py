@@ -48,7 +48,9 @@ class TrainResult:
     """What :func:`train` returns: parameters, per-epoch history, and what is needed to predict."""
 
     params: Params
-    history: dict  # name -> list over epochs: epoch, train_loss, [train_accuracy], [val_*], time_s
+    # name -> list over epochs: epoch, train_loss, [train_accuracy], [val_*], [learning_rate], time_s
+    # (wall seconds; epochs that ran in one dispatch share its time equally)
+    history: dict
     config: TrainConfig
     model: ModelSpec
     task: str  # "classification" or "regression"
