@@ -30,6 +30,7 @@ import optax
 
 import ffnn_jax
 from benchmarks._runner import EpochRunner
+from ffnn_jax._shuffle import permutation
 
 
 @jax.custom_vjp
@@ -131,7 +132,7 @@ def make_epoch(
 
         key, order_key = jax.random.split(key)
         n_batches = x.shape[0] // batch_size
-        order = jax.random.permutation(order_key, x.shape[0])[: n_batches * batch_size].reshape(n_batches, batch_size)
+        order = permutation(order_key, x.shape[0])[: n_batches * batch_size].reshape(n_batches, batch_size)
         init = (params, opt_state, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
         (params, opt_state, total, correct), _ = jax.lax.scan(step, init, order, unroll=unroll)
         return params, opt_state, key, total / n_batches, correct

@@ -23,6 +23,7 @@ import optax
 from ._data import CLASSIFICATION_LOSSES
 from ._losses import canonical_loss, objective_and_scores
 from ._optim import OptimizerSpec, build_optimizer
+from ._shuffle import permutation
 from ._stopping import Plateau, StopNumbers, StopRule, init_plateau, update, watched_value
 from ._types import Activation, Array, Params, PRNGKey
 
@@ -178,7 +179,7 @@ def _epoch(
     n_batches = -(-n // batch_size)
     padded = n_batches * batch_size
     key, order_key = jax.random.split(state.key)
-    order = jax.random.permutation(order_key, n) if shuffle else jnp.arange(n)
+    order = permutation(order_key, n) if shuffle else jnp.arange(n)
     index = jnp.concatenate([order, jnp.zeros((padded - n,), order.dtype)]).reshape(n_batches, batch_size)
     mask = (jnp.arange(padded) < n).astype(x.dtype).reshape(n_batches, batch_size)
     zero = jnp.zeros((), jnp.float32)
