@@ -1,6 +1,6 @@
 """A prototype of ffnn_jax's fused epoch with the knobs under study, to measure changes to the core.
 
-It is the same program as ``ffnn_jax`` ``run_epoch`` (a permutation from a key, one ``lax.scan``
+It is the same program as ``ffnn_jax`` ``run_epoch`` (the core's permutation from a key, one ``lax.scan``
 over full batches of one jitted SGD/adam step, optimizer from :func:`ffnn_jax.make_optimizer`)
 with these switches (and ``unroll``, the scan's unroll factor):
 
