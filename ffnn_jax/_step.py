@@ -7,7 +7,9 @@ stops updating and reports the global step where that happened. Inside the epoch
 the loss alone (a scalar known before the update, so the keep-or-discard select fuses into the
 parameter update); parameters that overflow without a non-finite loss are caught once at the
 end of the epoch, which then returns the parameters it started from. Either way the state holds
-finite parameters. ``run_epochs`` (what :func:`ffnn_jax.train` calls) loops that epoch on the
+finite parameters. On small networks with a stateful optimizer (Adam, momentum, ...) the epoch
+takes its steps on the flat θ and flat optimizer state, one fused update instead of one per W
+and b, and hands back pytrees. ``run_epochs`` (what :func:`ffnn_jax.train` calls) loops that epoch on the
 device together with the validation metrics and the stopping rule, several epochs per dispatch
 on small data.
 """
@@ -23,6 +25,7 @@ import optax
 from ._data import CLASSIFICATION_LOSSES
 from ._losses import canonical_loss, objective_and_scores
 from ._optim import OptimizerSpec, build_optimizer
+from ._params import ravel
 from ._shuffle import permutation
 from ._stopping import Plateau, StopNumbers, StopRule, init_plateau, update, watched_value
 from ._types import Activation, Array, Params, PRNGKey
@@ -93,12 +96,15 @@ def _all_finite(tree) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)]))
 
 
-def _candidate_step(state: TrainState, x, y, mask, model: ModelSpec, optimizer, *, check_params: bool = True):
+def _candidate_step(
+    state: TrainState, x, y, mask, model: ModelSpec, optimizer, *, check_params: bool = True, unravel=None
+):
+    """One step from ``state``; ``unravel`` (set when ``state.params`` is the flat θ) rebuilds the pytree."""
     tx = transformation(optimizer)
 
     def objective(params):
         return objective_and_scores(
-            params,
+            params if unravel is None else unravel(params),
             (x, y),
             activation=model.activation,
             loss=model.loss,
@@ -150,6 +156,41 @@ def make_train_step(
     return train_step
 
 
+# Optimizers whose update is element-wise with per-parameter state: on the flat θ they run as one
+# fused update instead of one per W and b (what PyTorch's "foreach"/fused optimizers do for GPUs).
+_ELEMENT_WISE_STATEFUL = ("momentum", "nag", "rmsprop", "adagrad", "adam", "nadam")
+_FLAT_THETA_MAX_PARAMS = 1 << 14
+
+
+def _steps_on_flat_theta(params: Params, optimizer) -> bool:
+    """Whether the epoch runs its steps on the flat θ (and flat optimizer state).
+
+    On a small network a step is mostly per-op overhead (about 1 µs per op on XLA:CPU), and
+    Adam's update is several ops per W and b; on θ it is a few in all. Measured with Adam on this
+    project's CPU: digits 64-100-10 epochs 29% faster (batch 32) and 31% (batch 200), 784-16-10
+    13%. The price is copying W out of θ and ∇θ into it every step: at 784-32-10 (25k
+    parameters) that already made the epoch 10% slower, hence the 16k limit. Momentum and
+    RMSProp gain 2–4%; plain SGD has no state to fuse.
+    """
+    return (
+        isinstance(optimizer, OptimizerSpec)
+        and optimizer.name in _ELEMENT_WISE_STATEFUL
+        and sum(leaf.size for leaf in jax.tree_util.tree_leaves(params)) <= _FLAT_THETA_MAX_PARAMS
+    )
+
+
+def _map_param_trees(fn, template, tree, params_def):
+    """``tree`` with ``fn`` applied where ``template`` has a subtree shaped like the params (Adam's
+    μ, ν, ...); ``tree`` has ``template``'s structure down to those points (it may be ``template``)."""
+
+    def is_params(node):
+        return jax.tree_util.tree_structure(node) == params_def
+
+    return jax.tree_util.tree_map(
+        lambda node, part: fn(part) if is_params(node) else part, template, tree, is_leaf=is_params
+    )
+
+
 class EpochMetrics(NamedTuple):
     """Sums over one epoch (device arrays; convert at log points only)."""
 
@@ -183,21 +224,32 @@ def _epoch(
     index = jnp.concatenate([order, jnp.zeros((padded - n,), order.dtype)]).reshape(n_batches, batch_size)
     mask = (jnp.arange(padded) < n).astype(x.dtype).reshape(n_batches, batch_size)
     zero = jnp.zeros((), jnp.float32)
+    start_params, start_opt_state = state.params, state.opt_state
+    unravel = None
+    if _steps_on_flat_theta(state.params, optimizer):
+        params_def = jax.tree_util.tree_structure(state.params)
+        theta, unravel = ravel(state.params)
+        opt_state = _map_param_trees(lambda tree: ravel(tree)[0], state.opt_state, state.opt_state, params_def)
+        state = state._replace(params=theta, opt_state=opt_state)
 
     def body(carry, batch):
         state, sums, diverged_at = carry
         rows, row_mask = batch
         weights = row_mask if sample_weight is None else row_mask * sample_weight[rows]
-        candidate, m = _candidate_step(state, x[rows], y[rows], weights, model, optimizer, check_params=False)
+        candidate, m = _candidate_step(
+            state, x[rows], y[rows], weights, model, optimizer, check_params=False, unravel=unravel
+        )
         ok = m.finite & (diverged_at < 0)
         diverged_at = jnp.where(~m.finite & (diverged_at < 0), state.step, diverged_at)
         state = _select(ok, candidate, state)
         sums = tuple(s + jnp.where(ok, v, 0.0).astype(jnp.float32) for s, v in zip(sums, m[:3]))
         return (state, sums, diverged_at), None
 
-    start_params = state.params
     init = (state._replace(key=key), (zero, zero, zero), jnp.asarray(-1, jnp.int32))
     (state, sums, diverged_at), _ = jax.lax.scan(body, init, (index, mask))
+    if unravel is not None:
+        opt_state = _map_param_trees(unravel, start_opt_state, state.opt_state, params_def)
+        state = state._replace(params=unravel(state.params), opt_state=opt_state)
     # The backstop of the loss-only test: an update that overflowed the parameters. One pass per epoch.
     params_finite = _all_finite(state.params)
     state = state._replace(params=_select(params_finite, state.params, start_params))

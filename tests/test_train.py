@@ -8,7 +8,9 @@ import pytest
 from helpers import assert_all_finite, assert_trees_all_close, assert_trees_all_equal
 
 import ffnn_jax
+from ffnn_jax import _step
 from ffnn_jax._data import train_test_split
+from ffnn_jax._optim import OptimizerSpec
 from ffnn_jax._step import ModelSpec, init_train_state, run_epoch
 
 
@@ -390,3 +392,47 @@ def test_divergence_inside_a_chunk_of_epochs_reports_what_one_epoch_per_dispatch
     assert_all_finite(a.params)
     assert_trees_all_equal(a.params, b.params)
     assert a.history["train_loss"] == b.history["train_loss"] and len(a.history["epoch"]) == a.epoch - 1
+
+
+def test_small_networks_with_stateful_optimizers_step_on_the_flat_theta():
+    small = ffnn_jax.init_params(jax.random.key(0), [64, 100, 10])
+    large = ffnn_jax.init_params(jax.random.key(0), [784, 128, 10])
+    assert _step._steps_on_flat_theta(small, OptimizerSpec("adam"))
+    assert _step._steps_on_flat_theta(small, OptimizerSpec("momentum", "cosine", clip=True))
+    assert not _step._steps_on_flat_theta(large, OptimizerSpec("adam"))  # copies into θ would cost more
+    assert not _step._steps_on_flat_theta(small, OptimizerSpec("sgd"))  # no state to fuse
+    assert not _step._steps_on_flat_theta(small, OptimizerSpec("adamw"))  # its decay masks out the biases
+    assert not _step._steps_on_flat_theta(small, optax.adam(1e-3))  # a user's transformation may not be element-wise
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "nadam", "rmsprop", "nag"])
+def test_the_flat_theta_epoch_matches_the_per_leaf_epoch(monkeypatch, optimizer):
+    x, y = _blobs(n=100)
+    settings = dict(hidden_sizes=(16, 8), optimizer=optimizer, learning_rate=1e-2, epochs=3, batch_size=16)
+    settings |= dict(weight_decay=1e-3, max_grad_norm=1.0, validation_fraction=0.2)
+    flat = ffnn_jax.train(x, y, **settings)
+    monkeypatch.setattr(_step, "_steps_on_flat_theta", lambda params, optimizer: False)
+    jax.clear_caches()  # the compiled epochs close over the choice
+    per_leaf = ffnn_jax.train(x, y, **settings)
+    assert jax.tree_util.tree_structure(flat.state) == jax.tree_util.tree_structure(per_leaf.state)
+    learned = (flat.state.params, flat.state.opt_state, flat.state.step)
+    assert_trees_all_close(
+        learned, (per_leaf.state.params, per_leaf.state.opt_state, per_leaf.state.step), rtol=2e-5, atol=1e-7
+    )
+    np.testing.assert_allclose(flat.history["train_loss"], per_leaf.history["train_loss"], rtol=2e-5)
+    more = ffnn_jax.train(x, y, initial_state=flat.state, **settings)  # the state comes back as a pytree
+    assert int(more.state.step) == 2 * int(flat.state.step)
+
+
+def test_adam_divergence_on_the_flat_theta_keeps_the_last_finite_params():
+    x, _ = _blobs()
+    y = x.sum(axis=1)
+    settings = dict(hidden_sizes=(8,), activation="identity", optimizer="adam", learning_rate=1e12, epochs=20)
+    assert _step._steps_on_flat_theta(ffnn_jax.init_params(jax.random.key(0), [4, 8, 1]), OptimizerSpec("adam"))
+    with pytest.raises(ffnn_jax.TrainingDivergedError) as caught:
+        ffnn_jax.train(x, y, **settings)
+    assert caught.value.step >= 1  # a few steps were applied (on θ) before the loss overflowed
+    assert_all_finite(caught.value.params)
+    assert jax.tree_util.tree_structure(caught.value.params) == jax.tree_util.tree_structure(
+        ffnn_jax.init_params(jax.random.key(0), [4, 8, 1])
+    )
