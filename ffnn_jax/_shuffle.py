@@ -1,10 +1,11 @@
 """The per-epoch data order: a uniformly random permutation that XLA:CPU sorts quickly.
 
 ``jax.random.permutation`` sorts (random key, index) pairs, a two-operand sort that XLA:CPU runs
-through a generic comparator: 0.24 ms for 1347 rows and 30 ms for 60,000 on this project's 2-core
+through a generic comparator: 0.26 ms for 1347 rows and 26 ms for 60,000 on this project's 2-core
 CPU, up to a tenth of a small network's epoch. :func:`permutation` packs the index into the low
 bits of each random key, so that every round is a sort of plain uint32 values (XLA:CPU's native
-fast path, 6–12× faster) followed by a gather. The keys are distinct, so no sort needs to be stable.
+fast path) followed by a gather: 0.10 ms and 7.4 ms. The keys are distinct, so no sort needs to be
+stable.
 
 Uniformity: round r sorts by fresh random bits with ties broken by the order of round r − 1, which
 is a sort by the concatenation of every round's bits. As in ``jax.random.permutation``, the rounds
@@ -25,7 +26,7 @@ _MAX_INDEX_BITS = 20  # above 2^20 rows the packed keys leave few random bits: u
 
 def permutation(key: PRNGKey, n: int) -> Array:
     """A uniformly random ordering of ``range(n)``: int32 [n]."""
-    index_bits = max(1, math.ceil(math.log2(n))) if n > 1 else 1
+    index_bits = max(1, (n - 1).bit_length())
     if index_bits > _MAX_INDEX_BITS:
         return jax.random.permutation(key, n).astype(jnp.int32)
     rounds = max(1, math.ceil(3 * index_bits / (32 - index_bits)))

@@ -9,9 +9,9 @@ parameter update); parameters that overflow without a non-finite loss are caught
 end of the epoch, which then returns the parameters it started from. Either way the state holds
 finite parameters. On small networks with a stateful optimizer (Adam, momentum, ...) the epoch
 takes its steps on the flat θ and flat optimizer state, one fused update instead of one per W
-and b, and hands back pytrees. ``run_epochs`` (what :func:`ffnn_jax.train` calls) loops that epoch on the
-device together with the validation metrics and the stopping rule, several epochs per dispatch
-on small data.
+and b, and hands back pytrees. ``run_epochs`` (what :func:`ffnn_jax.train` calls) loops that
+epoch on the device together with the validation metrics and the stopping rule, several epochs
+per dispatch on small data.
 """
 
 import functools
