@@ -1,8 +1,8 @@
 """A prototype of ffnn_jax's fused epoch with the knobs under study, to measure changes to the core.
 
-It is the same program as ``ffnn_jax`` ``run_epoch`` (the core's permutation from a key, one ``lax.scan``
-over full batches of one jitted SGD/adam step, optimizer from :func:`ffnn_jax.make_optimizer`)
-with these switches (and ``unroll``, the scan's unroll factor):
+It is the same program as ``ffnn_jax`` ``run_epoch`` (the core's permutation from a key, one
+``lax.scan`` over full batches of one jitted SGD/adam step, optimizer from
+:func:`ffnn_jax.make_optimizer`) with these switches (and ``unroll``, the scan's unroll factor):
 
 - ``compute_dtype``: ``"bfloat16"`` casts params and inputs to bf16 for the forward and backward
   matmuls while the params, gradients and optimizer state stay float32 (mixed precision, what
@@ -17,8 +17,9 @@ with these switches (and ``unroll``, the scan's unroll factor):
   (whose gradient is a scatter).
 
 The core has since taken the loss-only guard, the one-hot cross-entropy and (without sample
-weights) the gather-free batch; what the prototype still leaves out is the L2 term at λ = 0, which
-the core keeps so that changing ``weight_decay`` never recompiles.
+weights) the gather-free batch. The prototype leaves out the L2 term at λ = 0 (the core keeps it so
+that changing ``weight_decay`` never recompiles), and it has neither the core's flat-θ steps for
+small networks nor its grouped epochs (one dispatch per epoch here).
 """
 
 import functools

@@ -280,7 +280,7 @@ class _BaseMLP(BaseEstimator):
         self.loss_curve_ = self.loss_curve_ + losses
         if not self.early_stopping:
             self.best_loss_ = min(np.inf if self.best_loss_ is None else self.best_loss_, *losses)
-        if self.early_stopping:
+        else:
             scores = history["val_accuracy" if is_classifier(self) else "val_r2"]
             self.validation_scores_ = (self.validation_scores_ or []) + scores  # None after a fit without it
             self.validation_loss_curve_ = (self.validation_loss_curve_ or []) + [v / scale for v in history["val_loss"]]

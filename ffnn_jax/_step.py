@@ -25,7 +25,7 @@ import optax
 from ._data import CLASSIFICATION_LOSSES
 from ._losses import canonical_loss, objective_and_scores
 from ._optim import OptimizerSpec, build_optimizer
-from ._params import ravel
+from ._params import count_params, ravel
 from ._shuffle import permutation
 from ._stopping import Plateau, StopNumbers, StopRule, init_plateau, update, watched_value
 from ._types import Activation, Array, Params, PRNGKey
@@ -175,7 +175,7 @@ def _steps_on_flat_theta(params: Params, optimizer) -> bool:
     return (
         isinstance(optimizer, OptimizerSpec)
         and optimizer.name in _ELEMENT_WISE_STATEFUL
-        and sum(leaf.size for leaf in jax.tree_util.tree_leaves(params)) <= _FLAT_THETA_MAX_PARAMS
+        and count_params(params) <= _FLAT_THETA_MAX_PARAMS
     )
 
 
@@ -311,12 +311,12 @@ class Chunk(NamedTuple):
         return cls(dict(zip(names, values)), flags[4:].astype(bool), done, bool(stopped), diverged_epoch, diverged_step)
 
 
-def history_names(model: ModelSpec, has_validation: bool, has_learning_rate: bool) -> Tuple[str, ...]:
-    """The per-epoch values :func:`run_epochs` records, in history order."""
+def history_names(model: ModelSpec, has_validation: bool, opt_state) -> Tuple[str, ...]:
+    """The per-epoch values :func:`run_epochs` records, in history order (η when the state holds it)."""
     names = ["train_loss"] + (["train_accuracy"] if model.classification else [])
     if has_validation:
         names += ["val_loss", "val_accuracy" if model.classification else "val_r2"]
-    return tuple(names + (["learning_rate"] if has_learning_rate else []))
+    return tuple(names + (["learning_rate"] if _learning_rate(opt_state) is not None else []))
 
 
 def _learning_rate(opt_state) -> Optional[Array]:
@@ -403,7 +403,7 @@ def run_epochs(
         i, _, _, out = carry
         return (i < jnp.minimum(n_epochs, chunk)) & ~out.stopped & (out.diverged_epoch < 0)
 
-    names = history_names(model, val_data is not None, _learning_rate(state.opt_state) is not None)
+    names = history_names(model, val_data is not None, state.opt_state)
     zero_i = jnp.zeros((), jnp.int32)
     out = Chunk(
         rows={name: jnp.zeros((chunk,), jnp.float32) for name in names},

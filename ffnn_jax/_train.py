@@ -308,7 +308,7 @@ def train(
         rule=rule,
     )
 
-    names = history_names(model, val_data is not None, "learning_rate" in getattr(state.opt_state, "hyperparams", {}))
+    names = history_names(model, val_data is not None, state.opt_state)
     history: dict = {}
     epoch, best_epoch, stopped_early = 0, 0, False
     while epoch < config.epochs and not stopped_early:
