@@ -13,6 +13,8 @@ from typing import List, Optional
 
 # Targets on the CPU: (config, minimum × PyTorch eager, minimum fraction of the measured GEMM rate).
 SPEED_TARGETS = (("tiny", 2.0, 0.55), ("medium", 1.0, 0.85), ("large", 0.95, 0.85))
+# Targets on a GPU: (config, dtype it applies to, figure, minimum); "mfu" is a fraction of the GEMM rate.
+GPU_TARGETS = (("tiny", "float32", "vs_torch", 5.0), ("large", "bfloat16", "mfu", 0.50))
 DIGITS_TARGET = 5.0  # ffnn_jax (adam) at least this many times faster than scikit-learn to the test accuracy
 COMPILE_TARGET_S = 2.0  # first train() call overhead for tiny
 PACKAGES = ("ffnn_jax", "jax", "jaxlib", "optax", "flax", "torch", "scikit-learn", "numpy", "matplotlib")
@@ -53,6 +55,7 @@ def machine_info() -> dict:
         "cores": len(os.sched_getaffinity(0)),
         "python": sys.version.split()[0],
         "jax_devices": [str(d) for d in jax.devices()],
+        "jax_device_kind": jax.devices()[0].device_kind,
         "versions": versions,
         "env": {k: os.environ.get(k) for k in ("XLA_FLAGS", "JAX_PLATFORMS", "OMP_NUM_THREADS")},
     }
@@ -121,8 +124,17 @@ def accuracy_table(results: List[dict]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_targets(results: List[dict], first_call: Optional[dict] = None, subject: str = "ffnn_jax") -> List[dict]:
+def evaluate_targets(
+    results: List[dict],
+    first_call: Optional[dict] = None,
+    subject: str = "ffnn_jax",
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> List[dict]:
     """Each target with the measured figure of ``subject`` and whether it is met (None: not measured).
+
+    The CPU targets apply to ``device="cpu"``; on ``"gpu"`` the GPU targets for ``dtype`` apply.
 
     The first-call target uses the fresh-process probe (``first_call["plain"]``) when there is one,
     else the suite's warm-up figure (which starts from given initial parameters, so it leaves out
@@ -139,18 +151,24 @@ def evaluate_targets(results: List[dict], first_call: Optional[dict] = None, sub
         met = None if value is None else (value >= minimum if maximum is None else value < maximum)
         return {"target": text, "measured": _fmt(value, spec), "met": met}
 
+    def versus_torch(config, minimum, prefix=""):
+        return check(f"{prefix}{config}: ≥ {minimum}× PyTorch eager", figure(config, "vs_torch"), minimum, ".2f")
+
+    def utilisation(config, fraction, prefix=""):
+        value = figure(config, "mfu")
+        text = f"{prefix}{config}: ≥ {fraction:.0%} of measured GEMM rate"
+        return check(text, None if value is None else 100 * value, 100 * fraction, ".1f")
+
+    if device == "gpu":
+        rules = {"vs_torch": versus_torch, "mfu": utilisation}
+        return [
+            rules[key](config, minimum, prefix=f"GPU {dtype} ")
+            for config, target_dtype, key, minimum in GPU_TARGETS
+            if target_dtype == dtype
+        ]
     targets = []
     for config, ratio, fraction in SPEED_TARGETS:
-        targets.append(check(f"{config}: ≥ {ratio}× PyTorch eager", figure(config, "vs_torch"), ratio, ".2f"))
-        utilisation = figure(config, "mfu")
-        targets.append(
-            check(
-                f"{config}: ≥ {fraction:.0%} of measured GEMM rate",
-                None if utilisation is None else 100 * utilisation,
-                100 * fraction,
-                ".1f",
-            )
-        )
+        targets += [versus_torch(config, ratio), utilisation(config, fraction)]
     speedup = figure("digits", "vs_sklearn")
     reached = figure("digits", "reached_target")
     targets.append(
@@ -201,10 +219,12 @@ def markdown(report: dict) -> str:
         for entry in result["implementations"].values():
             notes.setdefault(entry["label"], entry["note"])
     parts = [
-        f"Machine: {machine['cpu']}, {machine['cores']} cores, device {report['device']}, dtype {report['dtype']}; "
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, device {report['device']} "
+        f"({machine.get('jax_device_kind')}), dtype {report['dtype']}; "
         f"{machine['date']}; commit {machine.get('commit')}; load average {report['load_start'][0]:.2f} at start, "
         f"{report['load_end'][0]:.2f} at end.",
-        f"GEMM {gemm['n']}×{gemm['n']} {gemm['dtype']} GFLOP/s ({rates}); ceiling {gemm['ceiling']:.0f} GFLOP/s.",
+        f"GEMM {gemm['n']}×{gemm['n']} {gemm['dtype']} GFLOP/s ({rates}); ceiling {gemm['ceiling']:.0f} GFLOP/s; "
+        f"matmuls: {report.get('matmuls', 'not recorded')}.",
         f"Medians of {report['rounds']} interleaved rounds after a warm-up; eval loss: the final parameters scored "
         f"by one NumPy evaluator on the first {report['eval_rows']} training rows.",
         _first_call_line(report.get("first_call")),

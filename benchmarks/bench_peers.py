@@ -75,11 +75,24 @@ def _configure_jax(args: argparse.Namespace) -> None:
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {args.xla_flags}".strip()
 
 
+def _match_float32_matmuls(args: argparse.Namespace) -> str:
+    """On a GPU JAX computes float32 dots in TF32 by default and PyTorch in full float32: give torch TF32 too."""
+    if args.device != "gpu" or args.dtype != "float32":
+        return "full float32" if args.dtype == "float32" else f"{args.dtype} operands, float32 accumulation"
+    try:
+        import torch
+    except ImportError:
+        return "TF32 (JAX's GPU default)"
+    torch.set_float32_matmul_precision("high")
+    return "TF32 in every framework (JAX's GPU default; torch.set_float32_matmul_precision('high'))"
+
+
 def run(args: argparse.Namespace, log=print) -> dict:
     """Runs the suite and writes its outputs; returns the report."""
     configs = [CONFIGS[name].scaled(args.samples_scale) for name in _names(args.configs, CONFIGS, "configs")]
     runners = [RUNNERS[name] for name in _names(args.impls, RUNNERS, "implementations")]
     _configure_jax(args)
+    matmuls = _match_float32_matmuls(args)
     gemm_size = args.gemm_size or (8192 if args.device == "gpu" else 2048)
     load_start = list(os.getloadavg())
     log(f"load average {load_start}")
@@ -115,6 +128,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
         "machine": _report.machine_info(),
         "device": args.device,
         "dtype": args.dtype,
+        "matmuls": matmuls,
         "rounds": args.rounds,
         "samples_scale": args.samples_scale,
         "eval_rows": args.eval_rows,
@@ -124,9 +138,12 @@ def run(args: argparse.Namespace, log=print) -> dict:
         "results": results,
         "first_call": first_call,
     }
-    report["targets"] = _report.evaluate_targets(results, first_call)
+    scope = dict(device=args.device, dtype=args.dtype)
+    report["targets"] = _report.evaluate_targets(results, first_call, **scope)
     if FusedProtoRunner in runners:
-        report["proposed_targets"] = _report.evaluate_targets(results, first_call, subject=FusedProtoRunner.name)
+        report["proposed_targets"] = _report.evaluate_targets(
+            results, first_call, subject=FusedProtoRunner.name, **scope
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     _report.write_json(report, args.out / "bench.json")
     report["chart"] = _report.write_chart(report, args.out / "bench.png") or str(args.out / "bench.png")

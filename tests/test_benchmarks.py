@@ -142,3 +142,14 @@ def test_targets_compare_the_measured_figures():
     assert met["tiny: ≥ 55% of measured GEMM rate"] is False
     assert met["tiny: first train() call overhead < 2.0 s"] is False
     assert met["large: ≥ 0.95× PyTorch eager"] is None
+
+
+def test_gpu_targets_are_the_gpu_ones_for_the_run_dtype():
+    results = [
+        {"config": {"name": "tiny"}, "implementations": {"ffnn_jax": {"vs_torch": 6.0, "mfu": 0.01}}},
+        {"config": {"name": "large"}, "implementations": {"ffnn_jax": {"vs_torch": 1.0, "mfu": 0.4}}},
+    ]
+    float32 = {t["target"]: t["met"] for t in _report.evaluate_targets(results, device="gpu", dtype="float32")}
+    bfloat16 = {t["target"]: t["met"] for t in _report.evaluate_targets(results, device="gpu", dtype="bfloat16")}
+    assert float32 == {"GPU float32 tiny: ≥ 5.0× PyTorch eager": True}
+    assert bfloat16 == {"GPU bfloat16 large: ≥ 50% of measured GEMM rate": False}
