@@ -1,4 +1,4 @@
-"""Test settings: 2 fake CPU devices on the CPU backend, and a PRNG key fixture.
+"""Test settings: 2 fake CPU devices on the CPU backend, full float32 dots, and a PRNG key fixture.
 
 Rank promotion stays at jax's default: the batch-first ``x @ W + b`` relies on broadcasting b.
 """
@@ -11,6 +11,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+
+# The tests pin float32 arithmetic (against float64 references, scikit-learn, and between code
+# paths). On recent NVIDIA GPUs JAX's default float32 dots use TF32 (about 1e-3 relative), which
+# would fail them for a reason that is not a bug; the CPU ignores the setting.
+jax.config.update("jax_default_matmul_precision", "highest")
 
 
 @pytest.fixture
