@@ -1,6 +1,7 @@
 """Fast CPU checks of the benchmark suite's code paths (benchmarks/): every peer, bf16, skips, failures, reports."""
 
 import dataclasses
+import gzip
 import importlib
 import json
 import sys
@@ -153,3 +154,22 @@ def test_gpu_targets_are_the_gpu_ones_for_the_run_dtype():
     bfloat16 = {t["target"]: t["met"] for t in _report.evaluate_targets(results, device="gpu", dtype="bfloat16")}
     assert float32 == {"GPU float32 tiny: ≥ 5.0× PyTorch eager": True}
     assert bfloat16 == {"GPU bfloat16 large: ≥ 50% of measured GEMM rate": False}
+
+
+def test_the_step_profile_sums_device_kernels_only(tmp_path):
+    from benchmarks.gpu_step_profile import device_kernel_times
+
+    events = [
+        {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
+        {"ph": "M", "name": "process_name", "pid": 2, "args": {"name": "/device:GPU:0"}},
+        {"ph": "X", "pid": 1, "name": "gemm", "dur": 100.0},  # a host event of the same name: not counted
+        {"ph": "X", "pid": 2, "name": "gemm", "dur": 30.0},
+        {"ph": "X", "pid": 2, "name": "gemm", "dur": 10.0},
+        {"ph": "X", "pid": 2, "name": "update", "dur": 5.0},
+    ]
+    folder = tmp_path / "plugins" / "profile" / "run"
+    folder.mkdir(parents=True)
+    with gzip.open(folder / "perfetto_trace.json.gz", "wt") as f:
+        json.dump({"traceEvents": events}, f)
+    assert device_kernel_times(str(tmp_path)) == {"gemm": (40.0, 2), "update": (5.0, 1)}
+    assert device_kernel_times(str(tmp_path / "empty")) == {}
