@@ -34,6 +34,7 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ._errors import check_choice, check_non_negative_int, check_positive_int, check_real
@@ -206,7 +207,22 @@ def build_optimizer(spec: OptimizerSpec, hyperparams: Optional[dict] = None) -> 
     """The transformation for a static ``spec``.
 
     ``hyperparams`` only seed the arrays that ``init`` puts in the state; ``update`` reads the
-    state's arrays, so inside a compiled step the defaults serve.
+    state's arrays, so inside a compiled step the defaults serve. ``init`` is one compiled call
+    (cached per spec and parameter shapes): run eagerly it is a few dozen small dispatches,
+    about 1 ms, a third of a ``train()`` call on a small data set.
     """
+    hyperparams = hyperparams or DEFAULT_HYPERPARAMS
+    values = {name: np.float32(value) for name, value in hyperparams.items()}
+    return optax.GradientTransformation(
+        functools.partial(_init_state, hyperparams=values, spec=spec), _injected(spec, hyperparams).update
+    )
+
+
+def _injected(spec: OptimizerSpec, hyperparams: dict) -> optax.GradientTransformation:
     factory = functools.partial(_optimizer_from_hyperparams, name=spec.name, schedule=spec.schedule, clip=spec.clip)
-    return optax.inject_hyperparams(factory, hyperparam_dtype=jnp.float32)(**(hyperparams or DEFAULT_HYPERPARAMS))
+    return optax.inject_hyperparams(factory, hyperparam_dtype=jnp.float32)(**hyperparams)
+
+
+@functools.partial(jax.jit, static_argnames="spec")
+def _init_state(params, hyperparams: dict, spec: OptimizerSpec):
+    return _injected(spec, hyperparams).init(params)

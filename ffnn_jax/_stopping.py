@@ -20,6 +20,7 @@ Values are watched "smaller is better": the caller multiplies accuracies and R²
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 
 from ._types import Array
 
@@ -78,8 +79,8 @@ def stop_numbers(
     min_learning_rate: float,
     threshold: float = -float("inf"),
 ) -> StopNumbers:
-    """The numbers as arrays; ``threshold`` is in watched ("smaller is better") units, -inf for none."""
-    f32, i32 = (lambda v: jnp.asarray(v, jnp.float32)), (lambda v: jnp.asarray(v, jnp.int32))
+    """The numbers as (NumPy) arrays; ``threshold`` is in watched ("smaller is better") units, -inf for none."""
+    f32, i32 = np.float32, np.int32  # host scalars: they travel with the compiled call that reads them
     return StopNumbers(
         f32(min_delta), i32(patience), f32(lr_factor), i32(lr_patience), f32(min_learning_rate), f32(threshold)
     )

@@ -279,10 +279,14 @@ def train(
     tx, optimizer_spec = _optimizer_and_spec(config, steps_per_epoch)
     l2 = 0.0 if config.optimizer == "adamw" else config.weight_decay
     state = init_train_state(params, tx, order_key, weight_decay=l2)
-    if initial_state is not None:
-        state = _continue_from(initial_state, state)
-    # A copy: run_epochs donates its state, and the caller's arrays must stay valid.
-    state = jax.tree_util.tree_map(jnp.array, state)
+    # run_epochs donates its state, so what may share buffers with the caller's arrays is copied:
+    # everything of a continued state or of a user's optimizer (its init may hold the params), else
+    # only given params (a built-in optimizer's state comes fresh from its compiled init).
+    if initial_state is not None or not isinstance(optimizer_spec, OptimizerSpec):
+        state = state if initial_state is None else _continue_from(initial_state, state)
+        state = jax.tree_util.tree_map(jnp.array, state)
+    elif initial_params is not None:
+        state = state._replace(params=jax.tree_util.tree_map(jnp.array, state.params))
     model = ModelSpec(config.activation, data.loss, data.task == "classification", config.compute_dtype)
     # Wait for the copy here, or it lands in the first epoch's history["time_s"].
     train_data = jax.block_until_ready(jax.device_put((data.x, data.y, data.sample_weight)))

@@ -225,6 +225,26 @@ def test_continuing_from_a_state_keeps_the_step_count_and_optimizer_state():
     assert_all_finite(first.state.params)  # the caller's state was not donated away
 
 
+def _sgd_whose_state_holds_the_params() -> optax.GradientTransformation:
+    def update(updates, state, params=None):
+        return jax.tree_util.tree_map(lambda g: -0.1 * g, updates), state
+
+    return optax.GradientTransformation(lambda params: {"anchor": params}, update)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "own"])
+def test_the_callers_initial_params_stay_usable(optimizer):
+    # train() donates its state to the compiled epochs; only its own buffers may go.
+    x, y = _blobs()
+    params = ffnn_jax.init_params(jax.random.key(0), [4, 5, 3])
+    before = jax.tree_util.tree_map(np.array, params)  # copies: a NumPy view would itself block donation
+    tx = _sgd_whose_state_holds_the_params() if optimizer == "own" else optimizer
+    result = ffnn_jax.train(x, y, hidden_sizes=(5,), epochs=2, batch_size=40, optimizer=tx, initial_params=params)
+    assert not any(leaf.is_deleted() for leaf in jax.tree_util.tree_leaves(params))
+    assert_trees_all_equal(params, before)
+    assert not any(leaf.is_deleted() for leaf in jax.tree_util.tree_leaves(result.state))
+
+
 def test_multi_label_binary_cross_entropy_and_multi_output_regression():
     x, y = _blobs()
     labels = np.stack([y == 0, y == 1], axis=1).astype(np.int32)
