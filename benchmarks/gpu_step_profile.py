@@ -64,18 +64,17 @@ def main(argv=None) -> None:
 
     import ffnn_jax
     from benchmarks._configs import CONFIGS, initial_params, synthetic_data
-    from benchmarks._gemm import measure_gemm
+    from benchmarks._gemm import measure_gemm, mfu
 
     base = CONFIGS["large"]
     ceiling = measure_gemm(args.gemm_size, args.dtype, device=args.device)["best"]
     print(f"{jax.devices()[0].device_kind}: GEMM {args.gemm_size}² {args.dtype} ceiling {ceiling:,.0f} GFLOP/s")
     init = [ffnn_jax.LayerParams(W=w, b=b) for w, b in initial_params(base)]
     mixed = {} if args.dtype == "float32" else {"compute_dtype": args.dtype}
-    rows = []
-    batches = [int(b) for b in args.batches.split(",")]
-    for batch in batches:
+
+    def setup(batch: int):
+        """The large config at ``batch``, its data and the train() settings."""
         config = dataclasses.replace(base, batch_size=batch, n_samples=args.samples // batch * batch)
-        data = synthetic_data(config)
         settings = dict(
             hidden_sizes=config.hidden_sizes,
             optimizer="sgd",
@@ -84,28 +83,27 @@ def main(argv=None) -> None:
             initial_params=init,
             **mixed,
         )
+        return config, synthetic_data(config), settings
+
+    rows = []
+    batches = [int(b) for b in args.batches.split(",")]
+    for batch in batches:
+        config, data, settings = setup(batch)
         ffnn_jax.train(data.x, data.y, epochs=1, **settings)  # compiles
         history = ffnn_jax.train(data.x, data.y, epochs=args.epochs, **settings).history
         epoch_s = float(np.median(history["time_s"][1:]))
         samples_per_s = config.n_samples / epoch_s
-        mfu = 6.0 * config.n_weights * samples_per_s / (ceiling * 1e9)
-        steps = config.n_samples // batch
-        rows.append(
-            dict(batch=batch, epoch_s=epoch_s, step_us=1e6 * epoch_s / steps, samples_per_s=samples_per_s, mfu=mfu)
-        )
-        print(f"batch {batch}: {1e6 * epoch_s / steps:.0f} µs/step, {samples_per_s:,.0f} samples/s, MFU {mfu:.1%}")
+        utilisation = mfu(config.n_weights, samples_per_s, ceiling)
+        step_us = 1e6 * epoch_s / (config.n_samples // batch)
+        rows.append(dict(batch=batch, epoch_s=epoch_s, step_us=step_us, samples_per_s=samples_per_s, mfu=utilisation))
+        print(f"batch {batch}: {step_us:.0f} µs/step, {samples_per_s:,.0f} samples/s, MFU {utilisation:.1%}")
 
     batch = batches[0]
-    config = dataclasses.replace(base, batch_size=batch, n_samples=args.samples // batch * batch)
-    data = synthetic_data(config)
+    config, data, settings = setup(batch)  # compiled in the loop above
     steps = config.n_samples // batch
-    settings = dict(
-        hidden_sizes=config.hidden_sizes, optimizer="sgd", learning_rate=0.05, batch_size=batch, initial_params=init
-    )
     with tempfile.TemporaryDirectory() as trace_dir:
-        ffnn_jax.train(data.x, data.y, epochs=1, **settings, **mixed)
         with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
-            ffnn_jax.train(data.x, data.y, epochs=1, **settings, **mixed)
+            ffnn_jax.train(data.x, data.y, epochs=1, **settings)
         kernels = device_kernel_times(trace_dir)
     busy = sum(total for total, _ in kernels.values())
     print(f"\nbatch {batch}, one traced epoch of {steps} steps: device busy {busy / steps:.0f} µs per step")
