@@ -281,8 +281,15 @@ def test_estimators_work_in_pipeline_grid_search_and_cross_validation(blobs):
     X, y = blobs
     pipeline = make_pipeline(StandardScaler(), MLPClassifier(**SMALL))
     assert cross_val_score(pipeline, X, y, cv=3).mean() > 0.8
-    search = GridSearchCV(pipeline, {"mlpclassifier__alpha": [1e-4, 1e-2]}, cv=3).fit(X, y)
-    assert search.best_params_["mlpclassifier__alpha"] in (1e-4, 1e-2)
+    # η = 1e-6 learns nothing in 20 epochs; it is listed first, so if the search's set_params were
+    # lost (every candidate the same model) the tie would pick it and this test would fail.
+    grid = {"mlpclassifier__learning_rate_init": [1e-6, 1e-2]}
+    search = GridSearchCV(pipeline, grid, cv=3).fit(X, y)
+    scores = search.cv_results_["mean_test_score"]
+    assert scores[0] < 0.7 < 0.9 < scores[1]
+    assert search.best_params_ == {"mlpclassifier__learning_rate_init": 1e-2}
+    assert search.best_estimator_[-1].learning_rate_init == 1e-2
+    assert search.best_score_ == pytest.approx(cross_val_score(search.best_estimator_, X, y, cv=3).mean())
     restored = pickle.loads(pickle.dumps(search.best_estimator_))
     np.testing.assert_array_equal(restored.predict_proba(X), search.best_estimator_.predict_proba(X))
 

@@ -430,10 +430,24 @@ def test_the_flat_theta_epoch_matches_the_per_leaf_epoch(monkeypatch, optimizer)
     x, y = _blobs(n=100)
     settings = dict(hidden_sizes=(16, 8), optimizer=optimizer, learning_rate=1e-2, epochs=3, batch_size=16)
     settings |= dict(weight_decay=1e-3, max_grad_norm=1.0, validation_fraction=0.2)
+    real_choice, decisions = _step._steps_on_flat_theta, []
+
+    def recorded(choice):
+        def choose(params, optimizer):
+            decisions.append(choice(params, optimizer))
+            return decisions[-1]
+
+        return choose
+
+    monkeypatch.setattr(_step, "_steps_on_flat_theta", recorded(real_choice))
+    jax.clear_caches()  # the compiled epochs close over the choice: trace them anew
     flat = ffnn_jax.train(x, y, **settings)
-    monkeypatch.setattr(_step, "_steps_on_flat_theta", lambda params, optimizer: False)
-    jax.clear_caches()  # the compiled epochs close over the choice
+    assert decisions and all(decisions)  # the epoch was traced on the flat θ
+    decisions.clear()
+    monkeypatch.setattr(_step, "_steps_on_flat_theta", recorded(lambda params, optimizer: False))
+    jax.clear_caches()
     per_leaf = ffnn_jax.train(x, y, **settings)
+    assert decisions and not any(decisions)  # ... and this one per leaf
     assert jax.tree_util.tree_structure(flat.state) == jax.tree_util.tree_structure(per_leaf.state)
     learned = (flat.state.params, flat.state.opt_state, flat.state.step)
     assert_trees_all_close(
