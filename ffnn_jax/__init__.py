@@ -18,6 +18,7 @@ from ._data import one_hot as one_hot
 from ._data import train_test_split as train_test_split
 from ._gradcheck import GradientReport as GradientReport
 from ._gradcheck import check_gradients as check_gradients
+from ._inference import TrainedModel as TrainedModel
 from ._inference import evaluate as evaluate
 from ._inference import predict as predict
 from ._inference import predict_proba as predict_proba
@@ -27,16 +28,17 @@ from ._optim import make_optimizer as make_optimizer
 from ._params import count_params as count_params
 from ._params import init_params as init_params
 from ._params import ravel as ravel
+from ._run_checkpoint import CheckpointError as CheckpointError
+from ._saved_model import load_model as load_model
 from ._step import TrainState as TrainState
 from ._step import init_train_state as init_train_state
 from ._step import make_train_step as make_train_step
 from ._train import TrainingDivergedError as TrainingDivergedError
+from ._train import TrainingInterrupted as TrainingInterrupted
 from ._train import TrainResult as TrainResult
 from ._train import train as train
 from ._types import LayerParams as LayerParams
-
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 
 def __getattr__(name: str):

@@ -38,6 +38,21 @@ def atomic_write_bytes(path: str, data: bytes, *, overwrite: bool = False) -> No
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: str) -> None:
+    """Makes a rename in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def save_params(path: str, params: Params, *, metadata: Optional[dict] = None, overwrite: bool = False) -> None:

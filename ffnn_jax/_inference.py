@@ -1,11 +1,13 @@
 """Using trained parameters: class predictions, probabilities and evaluation."""
 
+import dataclasses
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ._data import infer_task, validate_x, validate_y
+from ._data import Standardizer, infer_task, validate_x, validate_y
 from ._losses import canonical_loss
 from ._model import forward
 from ._params import layer_sizes_of
@@ -78,3 +80,60 @@ def evaluate(
     model = ModelSpec(activation, loss, task == "classification")
     metrics = evaluate_arrays(params, x, y, jnp.asarray(weight_decay, jnp.float32), model=model)
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+    """A trained network with what predicting needs: params, the model spec, task and scaling.
+
+    What :func:`ffnn_jax.load_model` returns, and the base of :class:`ffnn_jax.TrainResult`. Its
+    methods take raw inputs: the saved standardizer is applied before the network.
+    """
+
+    params: Params
+    model: ModelSpec
+    task: str  # "classification" or "regression"
+    standardizer: Optional[Standardizer]  # applied to x before the network (standardize=True)
+    l2: float  # λ of the L2 term that `evaluate` adds to the loss (0 for adamw's decoupled decay)
+
+    @property
+    def layer_sizes(self):
+        return layer_sizes_of(self.params)
+
+    def _inputs(self, x):
+        x = validate_x(x, "x", n_features=self.layer_sizes[0], dtype=self.params[0].W.dtype)
+        return x if self.standardizer is None else self.standardizer.apply(x)
+
+    def predict(self, x) -> np.ndarray:
+        """Labels [n] (classification), 0/1 [n, k] (multi-label) or outputs (regression)."""
+        multi_label = self.model.loss == "binary_cross_entropy"
+        labels = predict(
+            self.params,
+            self._inputs(x),
+            activation=self.model.activation,
+            task=self.task,
+            multi_label=multi_label,
+            loss=self.model.loss,
+        )
+        return np.asarray(labels)
+
+    def predict_proba(self, x) -> np.ndarray:
+        """Class probabilities [n, k] (softmax, or sigmoids for binary_cross_entropy)."""
+        if self.task != "classification":
+            raise ValueError("`predict_proba` needs a classification model; this one is a regression")
+        multi_label = self.model.loss == "binary_cross_entropy"
+        return np.asarray(
+            predict_proba(self.params, self._inputs(x), activation=self.model.activation, multi_label=multi_label)
+        )
+
+    def evaluate(self, x, y) -> dict:
+        """``{"loss", "accuracy"}`` (classification) or ``{"loss", "r2"}`` on raw inputs."""
+        return evaluate(
+            self.params,
+            self._inputs(x),
+            y,
+            activation=self.model.activation,
+            loss=self.model.loss,
+            weight_decay=self.l2,
+            task=self.task,
+        )

@@ -1,7 +1,8 @@
 """The pure training step and the fused epoch: ``(state, batch) -> state`` compiled once.
 
-``run_epoch`` draws a permutation from the state's key on the device, pads the last batch with
-masked rows (every sample counts, shapes never change) and ``lax.scan``s the step over the
+``make_step`` is the one training step: :func:`make_train_step` jits it, and ``run_epoch``
+scans it. The epoch draws a permutation from the state's key on the device, pads the last batch
+with masked rows (every sample counts, shapes never change) and ``lax.scan``s the step over the
 batches: one dispatch per epoch. A step whose loss is not finite is not applied; the epoch then
 stops updating and reports the global step where that happened. Inside the epoch the test is on
 the loss alone (a scalar known before the update, so the keep-or-discard select fuses into the
@@ -9,13 +10,11 @@ parameter update); parameters that overflow without a non-finite loss are caught
 end of the epoch, which then returns the parameters it started from. Either way the state holds
 finite parameters. On small networks with a stateful optimizer (Adam, momentum, ...) the epoch
 takes its steps on the flat θ and flat optimizer state, one fused update instead of one per W
-and b, and hands back pytrees. ``run_epochs`` (what :func:`ffnn_jax.train` calls) loops that
-epoch on the device together with the validation metrics and the stopping rule, several epochs
-per dispatch on small data.
+and b, and hands back pytrees. The loop over epochs lives in :mod:`ffnn_jax._loop`.
 """
 
 import functools
-from typing import Any, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, NamedTuple, Optional
 
 import chex
 import jax
@@ -27,7 +26,7 @@ from ._losses import canonical_loss, objective_and_scores
 from ._optim import OptimizerSpec, build_optimizer
 from ._params import count_params, ravel
 from ._shuffle import permutation
-from ._stopping import Plateau, StopNumbers, StopRule, init_plateau, update, watched_value
+from ._stopping import Plateau, init_plateau
 from ._types import Activation, Array, Params, PRNGKey
 
 
@@ -129,6 +128,24 @@ def _select(keep_new: Array, new, old):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(keep_new, a, b), new, old)
 
 
+def make_step(model: ModelSpec, optimizer, *, check_params: bool = True, unravel=None):
+    """The pure training step ``step(state, (x, y, mask), active=True) -> (state, StepMetrics)``.
+
+    A step whose loss (or, with ``check_params``, new parameters) is not finite, or one taken
+    while ``active`` is False, is not applied. :func:`make_train_step` jits this function; the
+    epoch scans it (testing the loss only, and on the flat θ when ``unravel`` is given).
+    """
+
+    def step(state: TrainState, batch, active=True):
+        x, y, mask = batch
+        candidate, metrics = _candidate_step(
+            state, x, y, mask, model, optimizer, check_params=check_params, unravel=unravel
+        )
+        return _select(metrics.finite & active, candidate, state), metrics
+
+    return step
+
+
 def make_train_step(
     optimizer,
     *,
@@ -140,18 +157,17 @@ def make_train_step(
 
     ``batch`` is ``(x, y)`` or ``(x, y, mask)``. ``optimizer`` is an ``optax``
     transformation (e.g. from :func:`make_optimizer`). A non-finite step is not applied and
-    reports ``finite=False``.
+    reports ``finite=False``. It is :func:`make_step`'s function, the one ``train()`` scans.
     """
     loss = canonical_loss(loss)
     if classification is None:
         classification = loss in CLASSIFICATION_LOSSES
-    model = ModelSpec(activation, loss, classification)
+    step = make_step(ModelSpec(activation, loss, classification), optimizer)
 
     @functools.partial(jax.jit, donate_argnums=0)
     def train_step(state: TrainState, batch):
         x, y, mask = batch if len(batch) == 3 else (*batch, jnp.ones((batch[0].shape[0],), batch[0].dtype))
-        candidate, metrics = _candidate_step(state, x, y, mask, model, optimizer)
-        return _select(metrics.finite, candidate, state), metrics
+        return step(state, (x, y, mask))
 
     return train_step
 
@@ -232,16 +248,17 @@ def _epoch(
         opt_state = _map_param_trees(lambda tree: ravel(tree)[0], state.opt_state, state.opt_state, params_def)
         state = state._replace(params=theta, opt_state=opt_state)
 
+    step = make_step(model, optimizer, check_params=False, unravel=unravel)
+
     def body(carry, batch):
         state, sums, diverged_at = carry
         rows, row_mask = batch
         weights = row_mask if sample_weight is None else row_mask * sample_weight[rows]
-        candidate, m = _candidate_step(
-            state, x[rows], y[rows], weights, model, optimizer, check_params=False, unravel=unravel
-        )
-        ok = m.finite & (diverged_at < 0)
-        diverged_at = jnp.where(~m.finite & (diverged_at < 0), state.step, diverged_at)
-        state = _select(ok, candidate, state)
+        active = diverged_at < 0  # after a non-finite step the epoch stops updating
+        diverged_at_before, step_before = diverged_at, state.step
+        state, m = step(state, (x[rows], y[rows], weights), active)
+        ok = m.finite & active
+        diverged_at = jnp.where(~m.finite & active, step_before, diverged_at_before)
         sums = tuple(s + jnp.where(ok, v, 0.0).astype(jnp.float32) for s, v in zip(sums, m[:3]))
         return (state, sums, diverged_at), None
 
@@ -285,133 +302,3 @@ def _evaluate(params: Params, x: Array, y: Array, weight_decay: Array, *, model:
 
 
 evaluate_arrays = functools.partial(jax.jit, static_argnames=("model",))(_evaluate)
-
-
-class Chunk(NamedTuple):
-    """What a :func:`run_epochs` dispatch did (built on device, read on the host by :meth:`unpack`)."""
-
-    rows: dict  # history name -> float32 [chunk]; the first ``done`` entries are set
-    improved: Array  # bool [chunk], the epoch became the best (its params are in best_params)
-    done: Array  # int32 [], epochs run
-    stopped: Array  # bool [], the stopping rule ended training
-    diverged_epoch: Array  # int32 [], index in the chunk of the first non-finite epoch, -1 if none
-    diverged_step: Array  # int32 [], the optimizer step where it happened
-
-    def pack(self, names: Sequence[str]) -> Tuple[Array, Array]:
-        """Two arrays (float32 [names, chunk] and int32 [4 + chunk]): two host transfers, not ten."""
-        flags = jnp.stack([self.done, self.stopped.astype(jnp.int32), self.diverged_epoch, self.diverged_step])
-        values = jnp.stack([self.rows[name] for name in names])  # a pytree dict comes back key-sorted
-        return values, jnp.concatenate([flags, self.improved.astype(jnp.int32)])
-
-    @classmethod
-    def unpack(cls, packed: Tuple[Array, Array], names: Sequence[str]) -> "Chunk":
-        """The host-side (NumPy) view of :meth:`pack`'s arrays; ``names`` as :func:`history_names`."""
-        values, flags = jax.device_get(packed)
-        done, stopped, diverged_epoch, diverged_step = (int(v) for v in flags[:4])
-        return cls(dict(zip(names, values)), flags[4:].astype(bool), done, bool(stopped), diverged_epoch, diverged_step)
-
-
-def history_names(model: ModelSpec, has_validation: bool, opt_state) -> Tuple[str, ...]:
-    """The per-epoch values :func:`run_epochs` records, in history order (η when the state holds it)."""
-    names = ["train_loss"] + (["train_accuracy"] if model.classification else [])
-    if has_validation:
-        names += ["val_loss", "val_accuracy" if model.classification else "val_r2"]
-    return tuple(names + (["learning_rate"] if _learning_rate(opt_state) is not None else []))
-
-
-def _learning_rate(opt_state) -> Optional[Array]:
-    hyperparams = getattr(opt_state, "hyperparams", None)
-    return None if hyperparams is None else hyperparams.get("learning_rate")
-
-
-def _with_learning_rate(opt_state, learning_rate: Array):
-    hyperparams = dict(opt_state.hyperparams)
-    hyperparams["learning_rate"] = learning_rate.astype(hyperparams["learning_rate"].dtype)
-    return opt_state._replace(hyperparams=hyperparams)
-
-
-@functools.partial(
-    jax.jit,
-    static_argnames=("model", "optimizer", "batch_size", "shuffle", "chunk", "rule"),
-    donate_argnums=(0, 1),
-)
-def run_epochs(
-    state: TrainState,
-    best_params: Optional[Params],
-    train_data: tuple,
-    val_data: Optional[tuple],
-    n_epochs: Array,
-    numbers: StopNumbers,
-    *,
-    model: ModelSpec,
-    optimizer,
-    batch_size: int,
-    shuffle: bool,
-    chunk: int,
-    rule: StopRule,
-):
-    """Up to ``min(n_epochs, chunk)`` epochs in one dispatch, with validation and the stopping rule.
-
-    ``train_data`` is ``(x [n, d], y, sample_weight [n])`` and ``val_data`` ``(x_val, y_val)`` or
-    None. Each epoch is :func:`run_epoch`'s pass, then the validation metrics, then
-    :func:`ffnn_jax._stopping.update` on ``rule.monitor``; the loop ends early when the rule says
-    stop or an epoch is not finite (the state then holds the last finite parameters).
-    ``best_params`` (None: not tracked) becomes the params of the best epoch. ``state`` and
-    ``best_params`` are donated. Returns ``(state, best_params, Chunk.pack(names))``; ``chunk``
-    (static) sizes the per-epoch history buffers.
-    """
-    x, y, sample_weight = train_data
-
-    def body(carry):
-        i, state, best_params, out = carry
-        state, sums = _epoch(
-            state, x, y, sample_weight, model=model, optimizer=optimizer, batch_size=batch_size, shuffle=shuffle
-        )
-        row = {"train_loss": sums.loss_sum / sums.count}
-        if model.classification:
-            row["train_accuracy"] = sums.correct / sums.count
-        if val_data is not None:
-            metrics = _evaluate(state.params, *val_data, state.weight_decay, model=model)
-            row.update({f"val_{name}": value for name, value in metrics.items()})
-        learning_rate = _learning_rate(state.opt_state)
-        if learning_rate is not None:
-            row["learning_rate"] = learning_rate
-        row = {name: value.astype(jnp.float32) for name, value in row.items()}
-        finite = (sums.diverged_at < 0) & jnp.all(jnp.isfinite(jnp.stack(list(row.values()))))
-        no_lr = jnp.zeros((), jnp.float32)
-        decision = update(
-            state.plateau, watched_value(rule.monitor, row), no_lr if learning_rate is None else learning_rate,
-            numbers, rule,
-        )  # fmt: skip
-        state = state._replace(plateau=decision.plateau)
-        if rule.reduce_lr:
-            state = state._replace(opt_state=_with_learning_rate(state.opt_state, decision.learning_rate))
-        improved = decision.improved & finite
-        if best_params is not None:
-            best_params = _select(improved, state.params, best_params)
-        out = out._replace(
-            rows={name: buffer.at[i].set(row[name]) for name, buffer in out.rows.items()},
-            improved=out.improved.at[i].set(improved),
-            done=i + 1,
-            stopped=decision.stop & finite,
-            diverged_epoch=jnp.where(finite, -1, i),
-            diverged_step=jnp.where(sums.diverged_at >= 0, sums.diverged_at, state.step),
-        )
-        return i + 1, state, best_params, out
-
-    def keep_going(carry):
-        i, _, _, out = carry
-        return (i < jnp.minimum(n_epochs, chunk)) & ~out.stopped & (out.diverged_epoch < 0)
-
-    names = history_names(model, val_data is not None, state.opt_state)
-    zero_i = jnp.zeros((), jnp.int32)
-    out = Chunk(
-        rows={name: jnp.zeros((chunk,), jnp.float32) for name in names},
-        improved=jnp.zeros((chunk,), bool),
-        done=zero_i,
-        stopped=jnp.zeros((), bool),
-        diverged_epoch=zero_i - 1,
-        diverged_step=zero_i,
-    )
-    _, state, best_params, out = jax.lax.while_loop(keep_going, body, (zero_i, state, best_params, out))
-    return state, best_params, out.pack(names)

@@ -1,30 +1,38 @@
-"""``train()``: the Python loop over fused epochs with validation, early stopping and history.
+"""``train()``: validate, build the spec and the first run, loop over compiled chunks, return.
 
-The epochs run in compiled chunks (:func:`run_epochs`: training, validation and the stopping
-rule on the device); after each chunk the host copies a few scalars per epoch into the history.
-A chunk is one epoch when callbacks are given or an epoch is large, up to 100 epochs on tiny
-data. Everything numeric that a user may vary between calls (learning rate and other optimizer
+The epochs run in compiled chunks (:func:`ffnn_jax._loop.run_epochs`: training, validation and
+the stopping rule on the device, over the whole run as one pytree); between chunks the host
+appends history rows, calls callbacks and writes checkpoints. A chunk is one epoch when callbacks
+are given or an epoch is large, up to 100 epochs on tiny data, and never crosses a checkpoint.
+Everything numeric that a user may vary between calls (learning rate and other optimizer
 constants, λ, seed, epochs) reaches the compiled code as an array, so repeated calls with the
 same shapes compile nothing.
 """
 
+import contextlib
 import dataclasses
 import inspect
+import json
+import os
+import signal
+import threading
 import time
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._config import TrainConfig
-from ._data import Standardizer, fit_standardizer, infer_task, split_indices, validate_x, validate_y
-from ._inference import evaluate, predict, predict_proba
-from ._optim import OptimizerSpec, make_optimizer
-from ._params import init_params, layer_sizes_of
-from ._step import Chunk, ModelSpec, TrainState, history_names, init_train_state, run_epochs
-from ._stopping import StopRule, stop_numbers, watched_value
+from ._errors import check_positive_int
+from ._inference import TrainedModel
+from ._loop import RunState, returned_params, run_epochs
+from ._run_checkpoint import Checkpoint, CheckpointError, CheckpointStore, newest_valid, restore_into
+from ._saved_model import model_metadata
+from ._setup import Prepared, Setup, describe_data, prepare, resumed, setup
+from ._step import TrainState
 from ._types import Params
+from ._version import __version__
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -44,172 +52,43 @@ class TrainingDivergedError(FloatingPointError):
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainResult:
-    """What :func:`train` returns: parameters, per-epoch history, and what is needed to predict."""
+class TrainResult(TrainedModel):
+    """What :func:`train` returns: a :class:`TrainedModel` (params, predict, ...) and the run."""
 
-    params: Params
     # name -> list over epochs: epoch, train_loss, [train_accuracy], [val_*], [learning_rate], time_s
     # (wall seconds; epochs that ran in one dispatch share its time equally)
     history: dict
     config: TrainConfig
-    model: ModelSpec
-    task: str  # "classification" or "regression"
-    standardizer: Optional[Standardizer]  # applied to x before the network when standardize=True
-    state: TrainState  # final state (optimizer state, step, key) for continuing
+    run: RunState  # the whole final run (train state, epoch, best params and epoch, flags)
     best_epoch: int  # 1-based epoch whose params were returned
     stopped_early: bool
 
     @property
-    def layer_sizes(self):
-        return layer_sizes_of(self.params)
+    def state(self) -> TrainState:
+        """The final train state (params, optimizer state, step, key) for continuing."""
+        return self.run.train
 
-    def _inputs(self, x):
-        x = validate_x(x, "x", n_features=self.layer_sizes[0], dtype=self.params[0].W.dtype)
-        return x if self.standardizer is None else self.standardizer.apply(x)
 
-    def predict(self, x) -> np.ndarray:
-        """Labels [n] (classification), 0/1 [n, k] (multi-label) or outputs (regression)."""
-        multi_label = self.model.loss == "binary_cross_entropy"
-        labels = predict(
-            self.params,
-            self._inputs(x),
-            activation=self.model.activation,
-            task=self.task,
-            multi_label=multi_label,
-            loss=self.model.loss,
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived during a checkpointed :func:`train`: the run was saved first.
+
+    Attributes: ``signal`` (its name), ``epoch`` (epochs completed), ``checkpoint`` (the file),
+    ``params`` (the last epoch's) and ``history``.
+    """
+
+    def __init__(self, signal_name: str, epoch: int, epochs: int, checkpoint: str, params: Params, history: dict):
+        super().__init__(
+            f"training stopped by {signal_name} after epoch {epoch} of {epochs}; the run is saved in {checkpoint}. "
+            "To finish it, call train() again with the same settings and checkpoint_dir and resume=True "
+            "(ffnn-jax train: the same flags plus --resume)."
         )
-        return np.asarray(labels)
-
-    def predict_proba(self, x) -> np.ndarray:
-        """Class probabilities [n, k] (softmax, or sigmoids for binary_cross_entropy)."""
-        if self.task != "classification":
-            raise ValueError("`predict_proba` needs a classification model; this one is a regression")
-        multi_label = self.model.loss == "binary_cross_entropy"
-        return np.asarray(
-            predict_proba(self.params, self._inputs(x), activation=self.model.activation, multi_label=multi_label)
+        self.signal, self.epoch, self.checkpoint, self.params, self.history = (
+            signal_name,
+            epoch,
+            checkpoint,
+            params,
+            history,
         )
-
-    def evaluate(self, x, y) -> dict:
-        """``{"loss", "accuracy"}`` (classification) or ``{"loss", "r2"}`` on raw inputs."""
-        return evaluate(
-            self.params,
-            self._inputs(x),
-            y,
-            activation=self.model.activation,
-            loss=self.model.loss,
-            weight_decay=0.0 if self.config.optimizer == "adamw" else self.config.weight_decay,
-            task=self.task,
-        )
-
-
-class _Prepared(NamedTuple):
-    x: np.ndarray
-    y: np.ndarray
-    sample_weight: Optional[np.ndarray]
-    x_val: Optional[np.ndarray]
-    y_val: Optional[np.ndarray]
-    task: str
-    loss: str
-    n_out: int
-    standardizer: Optional[Standardizer]
-
-
-def _validate_sample_weight(sample_weight, n: int, dtype) -> Optional[np.ndarray]:
-    if sample_weight is None:
-        return None  # every row weighs 1 (a separate compiled epoch without the weight gather)
-    w = validate_x(
-        np.asarray(sample_weight).reshape(-1, 1) if np.ndim(sample_weight) == 1 else sample_weight,
-        "sample_weight",
-        dtype=dtype,
-    )
-    if w.shape != (n, 1):
-        raise ValueError(
-            f"`sample_weight` must have shape [{n}] (one weight per sample), got {np.shape(sample_weight)}"
-        )
-    if np.any(w < 0) or not np.any(w > 0):
-        raise ValueError("`sample_weight` must be >= 0 with at least one positive weight")
-    return w[:, 0]
-
-
-def _prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> _Prepared:
-    dtype = np.dtype(config.dtype)
-    x = validate_x(x, "x", dtype=dtype)
-    w = _validate_sample_weight(sample_weight, len(x), dtype)
-    task = infer_task(y, config.loss) if config.task == "auto" else config.task
-    loss = config.loss or ("cross_entropy" if task == "classification" else "squared_error")
-    if task == "classification" and loss == "poisson":
-        raise ValueError("`loss`='poisson' is a regression loss; use task='regression' or 'auto'")
-    if task == "regression" and loss not in ("squared_error", "poisson"):
-        raise ValueError(
-            f"`loss`={loss!r} needs class labels in `y`, got float targets (regression); use 'squared_error' or integer labels"
-        )
-    multi_label = loss == "binary_cross_entropy"
-    checks = dict(task=task, n_classes=config.n_classes, multi_label=multi_label, dtype=dtype)
-    y = validate_y(y, "y", n_samples=len(x), **checks)
-    if loss == "poisson" and np.any(y < 0):
-        raise ValueError("`y` must be >= 0 for loss='poisson' (counts or rates)")
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError("`validation_data` must be a pair (x_val, y_val)")
-        x_val = validate_x(validation_data[0], "validation_data[0]", n_features=x.shape[1], dtype=dtype)
-        y_val = validate_y(validation_data[1], "validation_data[1]", n_samples=len(x_val), **checks)
-        if y_val.ndim != y.ndim or y_val.shape[1:] != y.shape[1:]:
-            raise ValueError(f"`validation_data[1]` must have shape [n]{list(y.shape[1:])}, got {y_val.shape}")
-    elif config.validation_fraction > 0:
-        stratify = y if task == "classification" and y.ndim == 1 else None
-        keep, held = split_indices(len(x), config.validation_fraction, seed=config.seed, stratify=stratify)
-        x, y, x_val, y_val = x[keep], y[keep], x[held], y[held]
-        w = None if w is None else w[keep]
-    else:
-        x_val = y_val = None
-    if task == "classification" and not multi_label and y.ndim == 1:
-        seen = max(int(y.max()), -1 if y_val is None else int(y_val.max())) + 1
-        n_out = config.n_classes or seen
-    else:
-        n_out = 1 if y.ndim == 1 else y.shape[1]
-    standardizer = None
-    if config.standardize:
-        standardizer = fit_standardizer(x)
-        x = standardizer.apply(x)
-        x_val = None if x_val is None else standardizer.apply(x_val)
-    return _Prepared(x, y, w, x_val, y_val, task, loss, n_out, standardizer)
-
-
-def _monitor(config: TrainConfig, data: _Prepared):
-    """The history key that early stopping and plateaus watch (accuracy and R² are maximised)."""
-    has_val = data.x_val is not None
-    monitor = config.monitor if config.monitor != "auto" else ("val_loss" if has_val else "train_loss")
-    if monitor.startswith("val_") and not has_val:
-        raise ValueError(f"`monitor`={monitor!r} needs validation_data or validation_fraction > 0")
-    if monitor.endswith("accuracy") and data.task != "classification":
-        raise ValueError(f"`monitor`={monitor!r} needs a classification task; use 'val_r2' or a loss")
-    if monitor.endswith("r2") and data.task != "regression":
-        raise ValueError(f"`monitor`={monitor!r} needs a regression task; use 'val_accuracy' or a loss")
-    return monitor
-
-
-def _optimizer_and_spec(config: TrainConfig, steps_per_epoch: int):
-    if not isinstance(config.optimizer, str):
-        return config.optimizer, config.optimizer
-    total_steps = config.epochs * steps_per_epoch
-    default_decay_steps = {"step": max(1, total_steps // 3), "invscaling": 1}.get(config.lr_schedule, total_steps)
-    tx = make_optimizer(
-        config.optimizer,
-        learning_rate=config.learning_rate,
-        momentum=config.momentum,
-        beta=config.beta,
-        beta1=config.beta1,
-        beta2=config.beta2,
-        epsilon=config.epsilon,
-        decoupled_weight_decay=config.weight_decay if config.optimizer == "adamw" else 0.0,
-        lr_schedule=config.lr_schedule,
-        decay_rate=config.lr_decay_rate,
-        decay_steps=config.lr_decay_steps or default_decay_steps,
-        warmup_steps=config.warmup_steps,
-        max_grad_norm=config.max_grad_norm,
-    )
-    spec = OptimizerSpec(config.optimizer, config.lr_schedule, config.max_grad_norm is not None)
-    return tx, spec
 
 
 def train(
@@ -221,6 +100,10 @@ def train(
     sample_weight=None,
     initial_params: Optional[Params] = None,
     initial_state: Optional[TrainState] = None,
+    checkpoint_dir: Optional[str] = None,
+    checkpoint_every: int = 1,
+    keep_checkpoints: int = 2,
+    resume: bool = False,
     **settings,
 ) -> TrainResult:
     """Trains a feedforward network on ``x`` [n, d_in] and ``y`` and returns a :class:`TrainResult`.
@@ -242,6 +125,11 @@ def train(
       initial_params: start from these params instead of a fresh init (shapes must match).
       initial_state: continue a previous run's ``result.state`` (params, optimizer state, step
         and data-order key); the optimizer's numeric hyperparameters are taken from ``settings``.
+      checkpoint_dir: save the whole run there every ``checkpoint_every`` epochs, at the end, and
+        when SIGINT/SIGTERM arrives (the call then raises :class:`TrainingInterrupted`); the
+        newest ``keep_checkpoints`` files are kept.
+      resume: continue from the newest valid checkpoint in ``checkpoint_dir`` (none: start
+        fresh). ``epochs`` is the total; every other setting must equal the checkpoint's.
       **settings: fields of :class:`TrainConfig`.
 
     Returns:
@@ -250,6 +138,8 @@ def train(
     Raises:
       ValueError, TypeError: bad data or settings, before anything is compiled.
       TrainingDivergedError: the loss became NaN/inf; carries the last finite params.
+      TrainingInterrupted: a signal ended a checkpointed run after saving it.
+      CheckpointError: a checkpoint could not be written; carries the run.
 
     Examples:
       >>> x, y = load_digits()
@@ -258,109 +148,139 @@ def train(
       (3,)
     """
     config = TrainConfig(**settings)
-    data = _prepare(config, x, y, validation_data, sample_weight)
-    monitor = _monitor(config, data)
-    sizes = (data.x.shape[1], *config.hidden_sizes, data.n_out)
-    init_key, order_key = jax.random.split(jax.random.key(config.seed))
-    if initial_state is not None:
-        initial_params = initial_state.params
-    if initial_params is None:
-        params = init_params(init_key, sizes, init=config.weight_init, dtype=jnp.dtype(config.dtype))
-    else:
-        if layer_sizes_of(initial_params) != sizes:
-            name = "initial_state" if initial_state is not None else "initial_params"
-            raise ValueError(
-                f"`{name}` must have layer sizes {list(sizes)}, got {list(layer_sizes_of(initial_params))}"
-            )
-        params = initial_params
-    n = len(data.x)
-    batch_size = n if config.batch_size is None else min(config.batch_size, n)
-    steps_per_epoch = -(-n // batch_size)
-    tx, optimizer_spec = _optimizer_and_spec(config, steps_per_epoch)
-    l2 = 0.0 if config.optimizer == "adamw" else config.weight_decay
-    state = init_train_state(params, tx, order_key, weight_decay=l2)
-    # run_epochs donates its state, so what may share buffers with the caller's arrays is copied:
-    # everything of a continued state or of a user's optimizer (its init may hold the params), else
-    # only given params (a built-in optimizer's state comes fresh from its compiled init).
-    if initial_state is not None or not isinstance(optimizer_spec, OptimizerSpec):
-        state = state if initial_state is None else _continue_from(initial_state, state)
-        state = jax.tree_util.tree_map(jnp.array, state)
-    elif initial_params is not None:
-        state = state._replace(params=jax.tree_util.tree_map(jnp.array, state.params))
-    model = ModelSpec(config.activation, data.loss, data.task == "classification", config.compute_dtype)
-    # Wait for the copy here, or it lands in the first epoch's history["time_s"].
-    train_data = jax.block_until_ready(jax.device_put((data.x, data.y, data.sample_weight)))
-    val_data = None if data.x_val is None else jax.device_put((data.x_val, data.y_val))
-    target = config.stopping_threshold
-    rule = StopRule(monitor, config.plateau_rule, config.early_stopping, config.reduce_lr_factor is not None)
-    numbers = stop_numbers(
-        min_delta=config.min_delta,
-        patience=config.patience,
-        lr_factor=config.reduce_lr_factor or 1.0,
-        lr_patience=config.reduce_lr_patience,
-        min_learning_rate=config.min_learning_rate,
-        threshold=-np.inf if target is None else watched_value(monitor, {monitor: target}),
+    _check_checkpointing(checkpoint_dir, checkpoint_every, keep_checkpoints, resume)
+    data = prepare(config, x, y, validation_data, sample_weight)
+    about = _about(config, data)
+    store = None if checkpoint_dir is None else CheckpointStore(checkpoint_dir, keep=keep_checkpoints)
+    saved = _checkpoint_to_resume(checkpoint_dir, about) if resume and store is not None else None
+    setup_ = setup(
+        config, data, initial_params=initial_params, initial_state=initial_state, has_callbacks=bool(callbacks)
     )
-    restore = config.early_stopping and config.restore_best
-    best_params = jax.tree_util.tree_map(jnp.copy, state.params) if restore else None
-    static = dict(
-        model=model,
-        optimizer=optimizer_spec,
-        batch_size=batch_size,
-        shuffle=config.shuffle and steps_per_epoch > 1,
-        chunk=1 if callbacks else epochs_per_dispatch(state.params, n),
-        rule=rule,
-    )
-
-    names = history_names(model, val_data is not None, state.opt_state)
-    history: dict = {}
-    epoch, best_epoch, stopped_early = 0, 0, False
-    while epoch < config.epochs and not stopped_early:
-        start = time.perf_counter()
-        n_epochs = np.int32(config.epochs - epoch)
-        state, best_params, packed = run_epochs(state, best_params, train_data, val_data, n_epochs, numbers, **static)
-        chunk = Chunk.unpack(packed, names)
-        valid = chunk.diverged_epoch if chunk.diverged_epoch >= 0 else chunk.done
-        seconds = (time.perf_counter() - start) / max(1, chunk.done)
-        for i in range(valid):
-            epoch += 1
-            row = {"epoch": epoch, **{name: float(values[i]) for name, values in chunk.rows.items()}, "time_s": seconds}
-            for key, value in row.items():
-                history.setdefault(key, []).append(value)
-            best_epoch = epoch if chunk.improved[i] else best_epoch
-            if any(callback(epoch, dict(row)) is True for callback in callbacks):
-                stopped_early = True
-        if chunk.diverged_epoch >= 0:
-            raise TrainingDivergedError(epoch + 1, chunk.diverged_step, state.params, history)
-        stopped_early = stopped_early or chunk.stopped
-
-    params = best_params if restore and best_epoch > 0 else state.params
-    returned_epoch = best_epoch if restore and best_epoch > 0 else epoch
+    run, history = setup_.run, {}
+    if saved is not None:
+        run, history = resumed(restore_into(run, saved), run), {k: list(v) for k, v in saved.meta["history"].items()}
+    run, history = _run_chunks(run, history, setup_, config.epochs, callbacks, store, about, checkpoint_every)
+    best_epoch, epoch = int(run.best_epoch), int(run.epoch)
     return TrainResult(
-        params, history, config, model, data.task, data.standardizer, state, returned_epoch, stopped_early
+        params=returned_params(run),
+        model=setup_.spec.model,
+        task=data.task,
+        standardizer=data.standardizer,
+        l2=0.0 if config.optimizer == "adamw" else config.weight_decay,
+        history=history,
+        config=config,
+        run=run,
+        best_epoch=best_epoch if run.best_params is not None and best_epoch > 0 else epoch,
+        stopped_early=bool(run.stopped),
     )
 
 
-def epochs_per_dispatch(params: Params, n_samples: int, *, flops_per_dispatch: float = 2e10, most: int = 100) -> int:
-    """How many epochs one compiled loop runs when no callback needs the host after each epoch.
+def _check_checkpointing(checkpoint_dir, checkpoint_every, keep_checkpoints, resume) -> None:
+    if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
+        raise TypeError(f"`checkpoint_dir` must be a folder path or None, got {checkpoint_dir!r}")
+    check_positive_int("checkpoint_every", checkpoint_every)
+    check_positive_int("keep_checkpoints", keep_checkpoints)
+    if not isinstance(resume, bool):
+        raise TypeError(f"`resume` must be a bool, got {resume!r}")
+    if resume and checkpoint_dir is None:
+        raise ValueError("`resume`=True needs `checkpoint_dir` (the folder to resume from)")
 
-    About ``flops_per_dispatch`` of training work (6 × weights × samples per epoch) per dispatch:
-    a large epoch runs alone (per-epoch history and progress as before), a tiny one (iris: 120
-    rows) shares its dispatch with up to ``most`` epochs, where the host round trip (about 0.4 ms
-    on CPU) would otherwise cost more than the epoch itself.
-    """
-    weights = sum(int(np.prod(layer.W.shape)) for layer in params)
-    return int(np.clip(flops_per_dispatch // (6 * weights * n_samples), 1, most))
+
+def _about(config: TrainConfig, data: Prepared) -> dict:
+    """The checkpoint's description of the run: settings, data, model, versions (JSON types)."""
+    settings = config.to_dict()
+    about = {
+        "settings": {name: value for name, value in settings.items() if name != "epochs"},
+        "data": describe_data(data),
+        "model": model_metadata(settings, data.task, data.loss, data.standardizer),
+        "versions": {"ffnn_jax": __version__, "jax": jax.__version__},
+    }
+    return json.loads(json.dumps(about))
 
 
-def _continue_from(previous: TrainState, fresh: TrainState) -> TrainState:
-    """``previous`` with the numeric hyperparameters (λ, optimizer constants) of ``fresh``."""
-    if jax.tree_util.tree_structure(previous.opt_state) != jax.tree_util.tree_structure(fresh.opt_state):
-        raise ValueError("`initial_state` was made with a different optimizer than the one requested")
-    opt_state = previous.opt_state
-    if hasattr(opt_state, "hyperparams"):
-        opt_state = opt_state._replace(hyperparams=fresh.opt_state.hyperparams)
-    return previous._replace(opt_state=opt_state, weight_decay=fresh.weight_decay)
+def _checkpoint_to_resume(folder: str, about: dict) -> Optional[Checkpoint]:
+    """The newest valid checkpoint in ``folder`` (None: none yet), checked against this call's settings."""
+    saved = newest_valid(folder)
+    if saved is None:
+        return None
+    for part in ("settings", "data"):
+        ours, theirs = about[part], saved.meta["about"][part]
+        for name in sorted(set(ours) | set(theirs)):
+            if ours.get(name) != theirs.get(name):
+                what = f"`{name}`" if part == "settings" else f"the training data ({name})"
+                raise ValueError(
+                    f"cannot resume from {saved.path!r}: it was made with {what} = {theirs.get(name)!r}, this call has "
+                    f"{ours.get(name)!r}; only `epochs` may change (or use a new checkpoint_dir)"
+                )
+    return saved
+
+
+@contextlib.contextmanager
+def _signals_deferred(enabled: bool):
+    """While inside, SIGINT and SIGTERM are recorded (in the yielded list) instead of raising."""
+    caught: list = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = {sig: signal.signal(sig, lambda number, frame: caught.append(number)) for sig in _DEFERRED}
+    try:
+        yield caught
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+
+
+def _run_chunks(run: RunState, history: dict, setup_: Setup, epochs: int, callbacks, store, about, every: int):
+    """The host loop: compiled chunks of epochs, history rows, callbacks, checkpoints, signals."""
+    epoch, stopped, diverged, diverged_step = int(run.epoch), bool(run.stopped), bool(run.diverged), -1
+    with _signals_deferred(store is not None) as caught:
+        try:
+            while epoch < epochs and not stopped and not diverged:
+                todo = epochs - epoch if store is None else min(epochs - epoch, every - epoch % every)
+                start, before = time.perf_counter(), epoch
+                run, packed = run_epochs(
+                    run, setup_.train_data, setup_.val_data, np.int32(todo), setup_.numbers, spec=setup_.spec
+                )
+                rows, flags = jax.device_get(packed)
+                epoch, stopped, diverged, diverged_step, _ = (int(flag) for flag in flags)
+                seconds = (time.perf_counter() - start) / max(1, epoch - before)
+                for i in range(epoch - before):
+                    row = {"epoch": before + i + 1, **dict(zip(setup_.names, rows[:, i].tolist())), "time_s": seconds}
+                    for name, value in row.items():
+                        history.setdefault(name, []).append(value)
+                    if any(callback(row["epoch"], dict(row)) is True for callback in callbacks):
+                        stopped, run = True, run._replace(stopped=jnp.ones((), bool))
+                finished = epoch >= epochs or stopped or diverged
+                if store is not None and (finished or epoch % every == 0 or caught):
+                    store.save(run, epoch=epoch, history=history, about=about, wait=bool(caught))
+                if caught:
+                    name = signal.Signals(caught[0]).name
+                    raise TrainingInterrupted(name, epoch, epochs, store.path(epoch), run.train.params, history)
+        except KeyboardInterrupt as interrupt:  # a callback's: end only once the run is on disk
+            if store is not None and not isinstance(interrupt, TrainingInterrupted) and store.saved_epoch != epoch:
+                store.save(run, epoch=epoch, history=history, about=about, wait=True)
+            raise
+        except CheckpointError as error:
+            raise _carrying(error, run, history) from None
+        finally:
+            if store is not None:
+                try:
+                    store.close()
+                except CheckpointError as error:
+                    raise _carrying(error, run, history) from None
+    if diverged:
+        raise TrainingDivergedError(epoch + 1, diverged_step, run.train.params, history)
+    return run, history
+
+
+def _carrying(error: CheckpointError, run: RunState, history: dict) -> CheckpointError:
+    """``error`` with the in-memory run attached (host copies), so nothing is lost."""
+    error.run = jax.device_get(run)
+    error.params, error.history = jax.device_get(returned_params(run)), history
+    return error
 
 
 def _train_signature() -> inspect.Signature:

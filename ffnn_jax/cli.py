@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import json
 import os
+import signal
 import sys
 import time
 from typing import List, Optional
@@ -27,7 +28,10 @@ from ._losses import LOSS_ALIASES
 from ._model import ACTIVATIONS
 from ._optim import OPTIMIZERS, SCHEDULES
 from ._params import WEIGHT_INITS, init_params, layer_sizes_of
-from ._train import TrainingDivergedError, _prepare, train
+from ._run_checkpoint import CheckpointError
+from ._saved_model import load_model, model_metadata
+from ._setup import prepare
+from ._train import TrainingDivergedError, TrainingInterrupted, train
 
 
 def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True) -> None:
@@ -153,6 +157,20 @@ def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True) -
         choices=("jsonl", "csv"),
         help="per-epoch metrics file format (default jsonl)",
     )
+    out.add_argument(
+        "--checkpoint_dir",
+        default=None,
+        help="where the whole run is saved after every --checkpoint_every epochs, at the end and on SIGINT/SIGTERM "
+        "(default <out>/checkpoints)",
+    )
+    out.add_argument("--checkpoint_every", type=int, default=1, help="epochs between checkpoints (default 1)")
+    out.add_argument("--keep_checkpoints", type=int, default=2, help="newest checkpoints kept (default 2)")
+    out.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its newest checkpoint (the flags it was started with are reused; "
+        "only -e may change); with no checkpoint yet, start it",
+    )
     out.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
     out.add_argument("--no_plot", dest="plot", action="store_false", help="do not write loss_curve.png")
 
@@ -180,8 +198,10 @@ def _prepare_out_dir(args) -> str:
     folder = args.out or os.path.join(
         "runs", f"{os.path.basename(args.dataset)}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     )
-    if os.path.isdir(folder) and os.listdir(folder) and not args.overwrite:
-        raise ValueError(f"`--out` folder {folder!r} is not empty; choose another or pass --overwrite")
+    if os.path.isdir(folder) and os.listdir(folder) and not (args.overwrite or args.resume):
+        raise ValueError(f"`--out` folder {folder!r} is not empty; choose another, pass --resume or --overwrite")
+    if args.resume and args.out is None:
+        raise ValueError("`--resume` needs `--out`, the folder of the run to continue")
     os.makedirs(folder, exist_ok=True)
     return folder
 
@@ -203,6 +223,8 @@ class _Progress:
         shown = {k: f"{v:.4f}" for k, v in row.items() if k not in ("epoch", "time_s", "learning_rate")}
         if self.bar is not None:
             self.bar.set_postfix(shown, refresh=False)
+            if self.bar.n == 0 and epoch > 1:  # a resumed run: the bar starts where the checkpoint was
+                self.bar.n = self.bar.initial = epoch - 1
             self.bar.update(1)
         elif self.enabled:
             print(f"epoch {epoch}: " + " ".join(f"{k}={v}" for k, v in shown.items()), file=sys.stderr)
@@ -290,16 +312,52 @@ def _settings(args) -> dict:
     )
 
 
+_COMMAND_FILE = "command.json"  # the train flags of a run folder, reused by --resume
+
+
+def _with_saved_flags(parser: argparse.ArgumentParser, argv: List[str]) -> argparse.Namespace:
+    """``ffnn-jax train --out DIR --resume [...]``: the flags DIR was started with, overridden by those given."""
+    args = parser.parse_args(argv)
+    if args.command != "train" or not args.resume or args.out is None:
+        return args
+    path = os.path.join(args.out, _COMMAND_FILE)
+    if not os.path.isfile(path):
+        return args
+    with open(path) as f:
+        saved = json.load(f)
+
+    def typed(action) -> bool:
+        return any(arg == opt or arg.startswith(opt + "=") for arg in argv for opt in action.option_strings)
+
+    train_parser = parser._subparsers._group_actions[0].choices["train"]  # argparse has no public path to it
+    for action in train_parser._actions:
+        if action.dest in saved and not typed(action):
+            setattr(args, action.dest, saved[action.dest])
+    return args
+
+
 def run_train(args) -> int:
     """Runs ``ffnn-jax train`` from parsed flags; returns the exit status."""
     settings = _settings(args)
     TrainConfig(**settings)  # every setting is checked before data is read or anything compiles
     (x, y), (x_test, y_test) = _load_splits(args)
     folder = _prepare_out_dir(args)
+    flags = {name: value for name, value in vars(args).items() if name not in ("run", "command", "resume", "overwrite")}
+    atomic_write_bytes(os.path.join(folder, _COMMAND_FILE), json.dumps(flags, indent=2).encode(), overwrite=True)
+    checkpoint_dir = args.checkpoint_dir or os.path.join(folder, "checkpoints")
     progress = _Progress(args.epochs, args.progress)
     start = time.perf_counter()
     try:
-        result = train(x, y, callbacks=[progress], **settings)
+        result = train(
+            x,
+            y,
+            callbacks=[progress],
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=args.checkpoint_every,
+            keep_checkpoints=args.keep_checkpoints,
+            resume=args.resume,
+            **settings,
+        )
     except TrainingDivergedError as error:
         progress.close()
         save_params(
@@ -309,6 +367,18 @@ def run_train(args) -> int:
             overwrite=True,
         )
         print(f"ffnn-jax: {error}\nlast finite parameters saved to {folder}/params_last_finite.npz", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as interrupt:
+        progress.close()
+        print(
+            f"ffnn-jax: training stopped by {interrupt.signal} after epoch {interrupt.epoch} of {args.epochs}; "
+            f"saved in {interrupt.checkpoint}.\nTo finish it: ffnn-jax train --out {folder} --resume",
+            file=sys.stderr,
+        )
+        return 128 + int(getattr(signal, interrupt.signal))
+    except CheckpointError as error:
+        progress.close()
+        print(f"ffnn-jax: {error}", file=sys.stderr)
         return 1
     progress.close()
     seconds = time.perf_counter() - start
@@ -326,12 +396,8 @@ def run_train(args) -> int:
         **{f"test_{k}": v for k, v in test.items()},
         "config": result.config.to_dict(),
     }
-    metadata = {"config": result.config.to_dict(), "task": result.task, "loss": result.model.loss}
-    if result.standardizer is not None:
-        metadata["standardizer"] = {
-            "mean": result.standardizer.mean.tolist(),
-            "scale": result.standardizer.scale.tolist(),
-        }
+    config = result.config.to_dict()
+    metadata = {"config": config, "model": model_metadata(config, result.task, result.model.loss, result.standardizer)}
     save_params(os.path.join(folder, "params.npz"), result.params, metadata=metadata, overwrite=True)
     _write_metrics(folder, result.history, args.metrics_format)
     if args.plot:
@@ -344,7 +410,51 @@ def run_train(args) -> int:
         f"test loss {test['loss']:.4f}, test {metric} {test[metric]:.4f}\n"
         f"files in {folder}/: params.npz, metrics.{args.metrics_format}, summary.json"
         + (", loss_curve.png" if args.plot else "")
+        + f"; checkpoints in {checkpoint_dir}/"
     )
+    return 0
+
+
+def _features(path: str, n_features: int):
+    """``(x, y or None)`` of a data set to predict on: a built-in name or .npz/.csv path whose
+    target may be missing (a CSV with exactly ``n_features`` columns, an .npz without ``y``)."""
+    if path.lower().endswith(".npz"):
+        with np.load(path, allow_pickle=False) as arrays:
+            if "x" not in arrays.files:
+                raise ValueError(f"{path!r} has no array 'x'; it holds {arrays.files}")
+            return arrays["x"], arrays["y"] if "y" in arrays.files else None
+    x, y = load_dataset(path)
+    if path.lower().endswith(".csv") and x.shape[1] == n_features - 1:
+        raise ValueError(f"{path!r} has {x.shape[1] + 1} columns; the model needs {n_features} features")
+    if path.lower().endswith(".csv") and x.shape[1] + 1 == n_features:
+        return np.column_stack([x, y]).astype(np.float32), None  # every column is a feature
+    return x, y
+
+
+def run_predict(args) -> int:
+    """Runs ``ffnn-jax predict``: a saved run's predictions (and probabilities) for a data set, as CSV."""
+    model = load_model(args.model)
+    x, y = _features(args.dataset, model.layer_sizes[0])
+    predictions = model.predict(x)
+    columns = {"prediction": predictions.reshape(len(x), -1)}
+    if model.task == "classification":
+        columns["probability"] = model.predict_proba(x)
+    header, table = ["row"], [np.arange(len(x))[:, None]]
+    for name, values in columns.items():
+        header += [name] if values.shape[1] == 1 else [f"{name}_{j}" for j in range(values.shape[1])]
+        table.append(values)
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(zip(*[column.tolist() for block in table for column in block.T]))
+    atomic_write_bytes(args.out, buffer.getvalue().encode(), overwrite=args.overwrite)
+    line = f"wrote {len(x)} predictions to {args.out}"
+    if y is not None:
+        scores = model.evaluate(x, y)
+        line += ", " + ", ".join(f"{name} {value:.4f}" for name, value in scores.items())
+    print(line)
     return 0
 
 
@@ -355,7 +465,7 @@ def run_gradcheck(args) -> int:
     epochs, settings["epochs"] = settings["epochs"], max(settings["epochs"], 1)
     config = TrainConfig(**settings)
     (x, y), _ = _load_splits(args)
-    data = _prepare(dataclasses.replace(config, validation_fraction=0.0), x, y, None, None)
+    data = prepare(dataclasses.replace(config, validation_fraction=0.0), x, y, None, None)
     if epochs > 0:
         params = train(x, y, **settings).params
     else:
@@ -402,13 +512,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check_parser.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-6 in float64)")
     check_parser.set_defaults(run=run_gradcheck, epochs=0, num_layers=2, hidden_size=32, activation="tanh")
+    predict_parser = commands.add_parser(
+        "predict",
+        help="predict with a saved run (its standardizer applied) and write a CSV",
+        description="Predictions of a run folder, checkpoint folder or file for a data set, as CSV.",
+    )
+    predict_parser.add_argument(
+        "--model", required=True, help="a run folder (--out of train), checkpoint folder or file"
+    )
+    predict_parser.add_argument(
+        "-d", "--dataset", required=True, help="digits, diabetes, or a .npz (x[, y]) / .csv path (target optional)"
+    )
+    predict_parser.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
+    predict_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    predict_parser.set_defaults(run=run_predict)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        args = _with_saved_flags(parser, argv)
         return args.run(args)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
         parser.exit(2, f"ffnn-jax: error: {error}\n")

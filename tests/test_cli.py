@@ -39,7 +39,8 @@ def test_train_on_digits_writes_params_metrics_summary_and_loss_curve(tmp_path, 
     assert status == 0
     captured = capsys.readouterr()
     assert "test accuracy" in captured.out and "epoch" in captured.err  # summary and progress bar
-    assert sorted(p.name for p in out.iterdir()) == ["loss_curve.png", "metrics.jsonl", "params.npz", "summary.json"]
+    files = ["checkpoints", "command.json", "loss_curve.png", "metrics.jsonl", "params.npz", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == files
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3] and "val_accuracy" in rows[0]
     params, meta = load_params(str(out / "params.npz"))

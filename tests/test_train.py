@@ -381,7 +381,7 @@ def test_epochs_chunked_into_one_dispatch_train_exactly_as_one_epoch_per_dispatc
 
 
 def test_epochs_per_dispatch_groups_tiny_epochs_and_leaves_large_ones_alone():
-    from ffnn_jax._train import epochs_per_dispatch
+    from ffnn_jax._setup import epochs_per_dispatch
 
     iris = ffnn_jax.init_params(jax.random.key(0), [4, 20, 3])
     mnist = ffnn_jax.init_params(jax.random.key(0), [784, 128, 10])

@@ -1,0 +1,255 @@
+"""From settings and data to what the compiled loop runs: validated data, the spec, the first run.
+
+:func:`prepare` validates and splits the data (before anything compiles); :func:`setup` builds
+the :class:`ffnn_jax._loop.RunSpec`, the stopping numbers and the initial
+:class:`ffnn_jax._loop.RunState` (fresh, from given params, or continuing a previous state), and
+places the data on the device once.
+"""
+
+import hashlib
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._config import TrainConfig
+from ._data import Standardizer, fit_standardizer, infer_task, split_indices, validate_x, validate_y
+from ._loop import RunSpec, RunState, history_names, init_run_state
+from ._optim import OptimizerSpec, make_optimizer
+from ._params import init_params, layer_sizes_of
+from ._step import ModelSpec, TrainState, init_train_state
+from ._stopping import StopNumbers, StopRule, stop_numbers, watched_value
+from ._types import Params
+
+
+class Prepared(NamedTuple):
+    x: np.ndarray
+    y: np.ndarray
+    sample_weight: Optional[np.ndarray]
+    x_val: Optional[np.ndarray]
+    y_val: Optional[np.ndarray]
+    task: str
+    loss: str
+    n_out: int
+    standardizer: Optional[Standardizer]
+
+
+def _validate_sample_weight(sample_weight, n: int, dtype) -> Optional[np.ndarray]:
+    if sample_weight is None:
+        return None  # every row weighs 1 (a separate compiled epoch without the weight gather)
+    w = validate_x(
+        np.asarray(sample_weight).reshape(-1, 1) if np.ndim(sample_weight) == 1 else sample_weight,
+        "sample_weight",
+        dtype=dtype,
+    )
+    if w.shape != (n, 1):
+        raise ValueError(
+            f"`sample_weight` must have shape [{n}] (one weight per sample), got {np.shape(sample_weight)}"
+        )
+    if np.any(w < 0) or not np.any(w > 0):
+        raise ValueError("`sample_weight` must be >= 0 with at least one positive weight")
+    return w[:, 0]
+
+
+def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepared:
+    dtype = np.dtype(config.dtype)
+    x = validate_x(x, "x", dtype=dtype)
+    w = _validate_sample_weight(sample_weight, len(x), dtype)
+    task = infer_task(y, config.loss) if config.task == "auto" else config.task
+    loss = config.loss or ("cross_entropy" if task == "classification" else "squared_error")
+    if task == "classification" and loss == "poisson":
+        raise ValueError("`loss`='poisson' is a regression loss; use task='regression' or 'auto'")
+    if task == "regression" and loss not in ("squared_error", "poisson"):
+        raise ValueError(
+            f"`loss`={loss!r} needs class labels in `y`, got float targets (regression); use 'squared_error' or integer labels"
+        )
+    multi_label = loss == "binary_cross_entropy"
+    checks = dict(task=task, n_classes=config.n_classes, multi_label=multi_label, dtype=dtype)
+    y = validate_y(y, "y", n_samples=len(x), **checks)
+    if loss == "poisson" and np.any(y < 0):
+        raise ValueError("`y` must be >= 0 for loss='poisson' (counts or rates)")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("`validation_data` must be a pair (x_val, y_val)")
+        x_val = validate_x(validation_data[0], "validation_data[0]", n_features=x.shape[1], dtype=dtype)
+        y_val = validate_y(validation_data[1], "validation_data[1]", n_samples=len(x_val), **checks)
+        if y_val.ndim != y.ndim or y_val.shape[1:] != y.shape[1:]:
+            raise ValueError(f"`validation_data[1]` must have shape [n]{list(y.shape[1:])}, got {y_val.shape}")
+    elif config.validation_fraction > 0:
+        stratify = y if task == "classification" and y.ndim == 1 else None
+        keep, held = split_indices(len(x), config.validation_fraction, seed=config.seed, stratify=stratify)
+        x, y, x_val, y_val = x[keep], y[keep], x[held], y[held]
+        w = None if w is None else w[keep]
+    else:
+        x_val = y_val = None
+    if task == "classification" and not multi_label and y.ndim == 1:
+        seen = max(int(y.max()), -1 if y_val is None else int(y_val.max())) + 1
+        n_out = config.n_classes or seen
+    else:
+        n_out = 1 if y.ndim == 1 else y.shape[1]
+    standardizer = None
+    if config.standardize:
+        standardizer = fit_standardizer(x)
+        x = standardizer.apply(x)
+        x_val = None if x_val is None else standardizer.apply(x_val)
+    return Prepared(x, y, w, x_val, y_val, task, loss, n_out, standardizer)
+
+
+def _monitor(config: TrainConfig, data: Prepared):
+    """The history key that early stopping and plateaus watch (accuracy and R² are maximised)."""
+    has_val = data.x_val is not None
+    monitor = config.monitor if config.monitor != "auto" else ("val_loss" if has_val else "train_loss")
+    if monitor.startswith("val_") and not has_val:
+        raise ValueError(f"`monitor`={monitor!r} needs validation_data or validation_fraction > 0")
+    if monitor.endswith("accuracy") and data.task != "classification":
+        raise ValueError(f"`monitor`={monitor!r} needs a classification task; use 'val_r2' or a loss")
+    if monitor.endswith("r2") and data.task != "regression":
+        raise ValueError(f"`monitor`={monitor!r} needs a regression task; use 'val_accuracy' or a loss")
+    return monitor
+
+
+def _optimizer_and_spec(config: TrainConfig, steps_per_epoch: int):
+    if not isinstance(config.optimizer, str):
+        return config.optimizer, config.optimizer
+    total_steps = config.epochs * steps_per_epoch
+    default_decay_steps = {"step": max(1, total_steps // 3), "invscaling": 1}.get(config.lr_schedule, total_steps)
+    tx = make_optimizer(
+        config.optimizer,
+        learning_rate=config.learning_rate,
+        momentum=config.momentum,
+        beta=config.beta,
+        beta1=config.beta1,
+        beta2=config.beta2,
+        epsilon=config.epsilon,
+        decoupled_weight_decay=config.weight_decay if config.optimizer == "adamw" else 0.0,
+        lr_schedule=config.lr_schedule,
+        decay_rate=config.lr_decay_rate,
+        decay_steps=config.lr_decay_steps or default_decay_steps,
+        warmup_steps=config.warmup_steps,
+        max_grad_norm=config.max_grad_norm,
+    )
+    spec = OptimizerSpec(config.optimizer, config.lr_schedule, config.max_grad_norm is not None)
+    return tx, spec
+
+
+def epochs_per_dispatch(params: Params, n_samples: int, *, flops_per_dispatch: float = 2e10, most: int = 100) -> int:
+    """How many epochs one compiled loop runs when no callback needs the host after each epoch.
+
+    About ``flops_per_dispatch`` of training work (6 × weights × samples per epoch) per dispatch:
+    a large epoch runs alone (per-epoch history and progress as before), a tiny one (iris: 120
+    rows) shares its dispatch with up to ``most`` epochs, where the host round trip (about 0.4 ms
+    on CPU) would otherwise cost more than the epoch itself.
+    """
+    weights = sum(int(np.prod(layer.W.shape)) for layer in params)
+    return int(np.clip(flops_per_dispatch // (6 * weights * n_samples), 1, most))
+
+
+def _continue_from(previous: TrainState, fresh: TrainState) -> TrainState:
+    """``previous`` with the numeric hyperparameters (λ, optimizer constants) of ``fresh``."""
+    if jax.tree_util.tree_structure(previous.opt_state) != jax.tree_util.tree_structure(fresh.opt_state):
+        raise ValueError("`initial_state` was made with a different optimizer than the one requested")
+    opt_state = previous.opt_state
+    if hasattr(opt_state, "hyperparams"):
+        opt_state = opt_state._replace(hyperparams=fresh.opt_state.hyperparams)
+    return previous._replace(opt_state=opt_state, weight_decay=fresh.weight_decay)
+
+
+class Setup(NamedTuple):
+    """Everything :func:`ffnn_jax._loop.run_epochs` is called with, and the history's names."""
+
+    spec: RunSpec
+    run: RunState
+    numbers: StopNumbers
+    train_data: tuple  # device arrays (x, y, sample_weight or None)
+    val_data: Optional[tuple]  # device arrays (x_val, y_val) or None
+    names: tuple  # history names of the per-epoch values
+
+
+def setup(
+    config: TrainConfig,
+    data: Prepared,
+    *,
+    initial_params: Optional[Params] = None,
+    initial_state: Optional[TrainState] = None,
+    has_callbacks: bool = False,
+) -> Setup:
+    """The spec, stopping numbers, initial run and device data of a :func:`ffnn_jax.train` call."""
+    monitor = _monitor(config, data)
+    sizes = (data.x.shape[1], *config.hidden_sizes, data.n_out)
+    init_key, order_key = jax.random.split(jax.random.key(config.seed))
+    if initial_state is not None:
+        initial_params = initial_state.params
+    if initial_params is None:
+        params = init_params(init_key, sizes, init=config.weight_init, dtype=jnp.dtype(config.dtype))
+    else:
+        if layer_sizes_of(initial_params) != sizes:
+            name = "initial_state" if initial_state is not None else "initial_params"
+            raise ValueError(
+                f"`{name}` must have layer sizes {list(sizes)}, got {list(layer_sizes_of(initial_params))}"
+            )
+        params = initial_params
+    n = len(data.x)
+    batch_size = n if config.batch_size is None else min(config.batch_size, n)
+    steps_per_epoch = -(-n // batch_size)
+    tx, optimizer_spec = _optimizer_and_spec(config, steps_per_epoch)
+    l2 = 0.0 if config.optimizer == "adamw" else config.weight_decay
+    state = init_train_state(params, tx, order_key, weight_decay=l2)
+    # run_epochs donates its run, so what may share buffers with the caller's arrays is copied:
+    # everything of a continued state or of a user's optimizer (its init may hold the params), else
+    # only given params (a built-in optimizer's state comes fresh from its compiled init).
+    if initial_state is not None or not isinstance(optimizer_spec, OptimizerSpec):
+        state = state if initial_state is None else _continue_from(initial_state, state)
+        state = jax.tree_util.tree_map(jnp.array, state)
+    elif initial_params is not None:
+        state = state._replace(params=jax.tree_util.tree_map(jnp.array, state.params))
+    model = ModelSpec(config.activation, data.loss, data.task == "classification", config.compute_dtype)
+    target = config.stopping_threshold
+    numbers = stop_numbers(
+        min_delta=config.min_delta,
+        patience=config.patience,
+        lr_factor=config.reduce_lr_factor or 1.0,
+        lr_patience=config.reduce_lr_patience,
+        min_learning_rate=config.min_learning_rate,
+        threshold=-np.inf if target is None else watched_value(monitor, {monitor: target}),
+    )
+    track_best = config.early_stopping and config.restore_best
+    spec = RunSpec(
+        model=model,
+        optimizer=optimizer_spec,
+        batch_size=batch_size,
+        shuffle=config.shuffle and steps_per_epoch > 1,
+        rule=StopRule(monitor, config.plateau_rule, config.early_stopping, config.reduce_lr_factor is not None),
+        track_best=track_best,
+        chunk=1 if has_callbacks else epochs_per_dispatch(state.params, n),
+    )
+    # Wait for the copy here, or it lands in the first epoch's history["time_s"].
+    train_data = jax.block_until_ready(jax.device_put((data.x, data.y, data.sample_weight)))
+    val_data = None if data.x_val is None else jax.device_put((data.x_val, data.y_val))
+    names = history_names(model, val_data is not None, state.opt_state)
+    return Setup(spec, init_run_state(state, track_best=track_best), numbers, train_data, val_data, names)
+
+
+def describe_data(data: Prepared) -> dict:
+    """Shapes, dtypes and a SHA-256 of sampled rows of the prepared data (what a resume must match)."""
+    h = hashlib.sha256()
+    shapes = {}
+    for name in ("x", "y", "sample_weight", "x_val", "y_val"):
+        array = getattr(data, name)
+        if array is None:
+            continue
+        shapes[name] = [list(array.shape), array.dtype.str]
+        rows = np.unique(np.linspace(0, len(array) - 1, num=min(len(array), 256)).astype(np.int64))
+        h.update(name.encode() + np.ascontiguousarray(array[rows]).tobytes())
+    return {"arrays": shapes, "sampled_rows_sha256": h.hexdigest()}
+
+
+def resumed(restored: RunState, fresh: RunState) -> RunState:
+    """A run restored from a checkpoint, with the one number that follows ``epochs`` (the total)
+    taken from this call: a schedule's default length, ``decay_steps``. Everything else, η
+    lowered on a plateau included, continues as saved."""
+    saved, ours = restored.train.opt_state, fresh.train.opt_state
+    if "decay_steps" not in getattr(saved, "hyperparams", {}):
+        return restored
+    hyperparams = {**saved.hyperparams, "decay_steps": ours.hyperparams["decay_steps"]}
+    return restored._replace(train=restored.train._replace(opt_state=saved._replace(hyperparams=hyperparams)))

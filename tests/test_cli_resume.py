@@ -1,0 +1,104 @@
+"""The CLI survives kill -9, SIGTERM and SIGINT: a checkpoint is always there, --resume finishes the run
+exactly as if it had never been interrupted; predict reopens the run folder."""
+
+import json
+import os
+import random
+import signal
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import ffnn_jax
+from ffnn_jax import cli
+
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+import kill_resume  # noqa: E402
+
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("reference") / "run")
+    _, stderr = kill_resume.start(out).communicate(timeout=300)
+    assert os.path.isfile(os.path.join(out, "params.npz")), stderr
+    return kill_resume.finished_run(out)
+
+
+def _assert_same_as(reference, out):
+    (params_a, rows_a), (params_b, rows_b) = reference, kill_resume.finished_run(out)
+    assert rows_a == rows_b
+    assert params_a.keys() == params_b.keys()
+    for name in params_a:
+        np.testing.assert_array_equal(params_a[name], params_b[name], err_msg=name)
+
+
+def test_kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_path, reference):
+    out = str(tmp_path / "run")
+    landed = kill_resume.kill_and_resume(out, kills=3, rng=random.Random(1))
+    assert landed >= 1  # at least one kill hit the run mid-training
+    _assert_same_as(reference, out)
+    assert len(json.loads(open(os.path.join(out, "summary.json")).read())["config"]) > 0
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_saves_a_checkpoint_exits_non_zero_and_says_how_to_resume(tmp_path, reference, sig, status):
+    out = str(tmp_path / "run")
+    process = kill_resume.start(out)
+    while kill_resume.newest_checkpoint(out) == "" and process.poll() is None:
+        time.sleep(0.005)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert process.returncode == status
+    assert f"stopped by {signal.Signals(sig).name} after epoch" in stderr and "--resume" in stderr
+    saved = kill_resume.newest_checkpoint(out)
+    assert saved and not os.path.exists(os.path.join(out, "params.npz"))
+    finish = kill_resume.start(out, "--resume")
+    _, stderr = finish.communicate(timeout=300)
+    assert finish.returncode == 0, stderr
+    _assert_same_as(reference, out)
+
+
+def test_resume_reuses_the_flags_the_run_started_with_and_only_epochs_may_change(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "-e", "2", "-sz", "8", "-o", "sgd", "--no_plot", "--no_progress", "--out", out]) == 0
+    assert cli.main(["train", "--out", out, "--resume", "-e", "4", "--no_progress"]) == 0
+    rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
+    assert json.loads(open(os.path.join(out, "summary.json")).read())["config"]["optimizer"] == "sgd"
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["train", "--out", out, "--resume", "-e", "5", "-b", "64", "--no_progress"])
+    assert caught.value.code == 2
+    assert "`batch_size` = 32" in capsys.readouterr().err
+
+
+def test_predict_reopens_a_standardized_run_and_writes_a_csv(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "-e", "10", "-sz", "32", "--no_plot", "--no_progress", "--out", out]) == 0
+    trained = json.loads(open(os.path.join(out, "summary.json")).read())
+    assert trained["config"]["standardize"] is True
+    capsys.readouterr()
+    csv_path = str(tmp_path / "predictions.csv")
+    assert cli.main(["predict", "--model", out, "-d", "digits", "--out", csv_path]) == 0
+    line = capsys.readouterr().out
+    assert "wrote 1797 predictions" in line
+    assert float(line.split("accuracy ")[1].split(",")[0]) > trained["test_accuracy"] - 0.05  # scaled as in training
+    table = np.genfromtxt(csv_path, delimiter=",", names=True)
+    assert table.shape == (1797,) and table.dtype.names[:2] == ("row", "prediction")
+    x, _ = ffnn_jax.load_digits()
+    np.testing.assert_array_equal(table["prediction"], ffnn_jax.load_model(out).predict(x))
+    probabilities = np.stack([table[f"probability_{k}"] for k in range(10)], axis=1)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_predict_with_a_missing_model_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["predict", "--model", str(tmp_path / "nothing"), "-d", "digits"])
+    assert caught.value.code == 2 and "does not exist" in capsys.readouterr().err
