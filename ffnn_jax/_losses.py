@@ -97,8 +97,8 @@ def _half_sum_of_squares(weights: Tuple[Array, ...]) -> Array:
 
 @jax.custom_jvp
 def _gated_penalty(weight_decay: Array, weights: Tuple[Array, ...]) -> Array:
-    """``λ · (1/2) Σ‖W‖²`` that skips the per-leaf reductions when λ = 0 (a small network's step
-    spends ~5% on them). Its derivative is the plain ``λ Σ ⟨W, dW⟩``, so the gradient ``λW`` stays
+    """``λ · (1/2) Σ‖W‖²`` that skips the per-leaf reductions when λ = 0 (a measurable part of a
+    small network's step; BENCHMARKS.md, "Design measurements"). Its derivative is the plain ``λ Σ ⟨W, dW⟩``, so the gradient ``λW`` stays
     element-wise (fused into the update) rather than a branch that builds zeros of every W."""
     zero = jnp.zeros((), jnp.result_type(weight_decay, *weights))
     return jax.lax.cond(weight_decay > 0, lambda w: weight_decay * _half_sum_of_squares(w), lambda w: zero, weights)

@@ -208,8 +208,8 @@ def build_optimizer(spec: OptimizerSpec, hyperparams: Optional[dict] = None) -> 
 
     ``hyperparams`` only seed the arrays that ``init`` puts in the state; ``update`` reads the
     state's arrays, so inside a compiled step the defaults serve. ``init`` is one compiled call
-    (cached per spec and parameter shapes): run eagerly it is a few dozen small dispatches,
-    about 1 ms, a third of a ``train()`` call on a small data set.
+    (cached per spec and parameter shapes): run eagerly it would be a few dozen small dispatches,
+    a large share of a ``train()`` call on a small data set (BENCHMARKS.md, "Design measurements").
     """
     hyperparams = hyperparams or DEFAULT_HYPERPARAMS
     values = {name: np.float32(value) for name, value in hyperparams.items()}

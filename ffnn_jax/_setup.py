@@ -138,8 +138,8 @@ def epochs_per_dispatch(params: Params, n_samples: int, *, flops_per_dispatch: f
 
     About ``flops_per_dispatch`` of training work (6 × weights × samples per epoch) per dispatch:
     a large epoch runs alone (per-epoch history and progress as before), a tiny one (iris: 120
-    rows) shares its dispatch with up to ``most`` epochs, where the host round trip (about 0.4 ms
-    on CPU) would otherwise cost more than the epoch itself.
+    rows) shares its dispatch with up to ``most`` epochs, where the host round trip per dispatch
+    would otherwise cost more than the epoch itself.
     """
     weights = sum(int(np.prod(layer.W.shape)) for layer in params)
     return int(np.clip(flops_per_dispatch // (6 * weights * n_samples), 1, most))

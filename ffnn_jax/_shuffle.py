@@ -1,10 +1,10 @@
 """The per-epoch data order: a uniformly random permutation that XLA:CPU sorts quickly.
 
 ``jax.random.permutation`` sorts (random key, index) pairs, a two-operand sort that XLA:CPU runs
-through a generic comparator: 0.26 ms for 1347 rows and 26 ms for 60,000 on this project's 2-core
-CPU, up to a tenth of a small network's epoch. :func:`permutation` packs the index into the low
-bits of each random key, so that every round is a sort of plain uint32 values (XLA:CPU's native
-fast path) followed by a gather: 0.10 ms and 7.4 ms. The keys are distinct, so no sort needs to be
+through a generic comparator, a visible part of a small network's epoch. :func:`permutation`
+packs the index into the low bits of each random key, so that every round is a sort of plain
+uint32 values (XLA:CPU's native fast path) followed by a gather, a few times faster
+(BENCHMARKS.md, "Design measurements"). The keys are distinct, so no sort needs to be
 stable.
 
 Uniformity: round r sorts by fresh random bits with ties broken by the order of round r − 1, which

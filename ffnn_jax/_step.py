@@ -117,7 +117,7 @@ def _candidate_step(
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     # Testing every new parameter costs a reduction over θ and an unfused select pass per step
-    # (about 20% of a small network's epoch on CPU), so run_epoch tests the loss only.
+    # (a large share of a small network's epoch on CPU), so run_epoch tests the loss only.
     finite = jnp.isfinite(value) & _all_finite(params) if check_params else jnp.isfinite(value)
     count = jnp.sum(mask)
     metrics = StepMetrics(value * count, correct_count(scores, y, mask, model), count, finite)
@@ -181,12 +181,10 @@ _FLAT_THETA_MAX_PARAMS = 1 << 14
 def _steps_on_flat_theta(params: Params, optimizer) -> bool:
     """Whether the epoch runs its steps on the flat θ (and flat optimizer state).
 
-    On a small network a step is mostly per-op overhead (about 1 µs per op on XLA:CPU), and
-    Adam's update is several ops per W and b; on θ it is a few in all. Measured with Adam on this
-    project's CPU: digits 64-100-10 epochs 29% faster (batch 32) and 31% (batch 200), 784-16-10
-    13%. The price is copying W out of θ and ∇θ into it every step: at 784-32-10 (25k
-    parameters) that already made the epoch 10% slower, hence the 16k limit. Momentum and
-    RMSProp gain 2–4%; plain SGD has no state to fuse.
+    On a small network a step is mostly per-op overhead, and Adam's update is several ops per W
+    and b; on θ it is a few in all. The price is copying W out of θ and ∇θ into it every step,
+    which outweighs the gain above about 16k parameters, hence the limit; plain SGD has no state
+    to fuse. The measurements behind both are in BENCHMARKS.md, "Design measurements".
     """
     return (
         isinstance(optimizer, OptimizerSpec)

@@ -235,7 +235,12 @@ _DEFERRED = (signal.SIGINT, signal.SIGTERM)
 
 def _run_chunks(run: RunState, history: dict, setup_: Setup, epochs: int, callbacks, store, about, every: int):
     """The host loop: compiled chunks of epochs, history rows, callbacks, checkpoints, signals."""
-    epoch, stopped, diverged, diverged_step = int(run.epoch), bool(run.stopped), bool(run.diverged), -1
+    epoch, stopped, diverged, diverged_step = (
+        int(run.epoch),
+        bool(run.stopped),
+        bool(run.diverged),
+        int(run.diverged_step),
+    )
     with _signals_deferred(store is not None) as caught:
         try:
             while epoch < epochs and not stopped and not diverged:

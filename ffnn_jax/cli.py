@@ -234,6 +234,23 @@ class _Progress:
             self.bar.close()
 
 
+class _MetricsLog:
+    """Appends each epoch's row to ``metrics.jsonl`` as training goes (for ``tail -f``); a resumed
+    run first drops the rows of epochs after its checkpoint. The file is rewritten whole at the end."""
+
+    def __init__(self, path: str):
+        self.path, self.started = path, False
+
+    def __call__(self, epoch: int, row: dict) -> None:
+        if not self.started and os.path.exists(self.path):
+            with open(self.path) as f:
+                kept = [line for line in f if line.strip() and json.loads(line).get("epoch", 0) < epoch]
+            atomic_write_bytes(self.path, "".join(kept).encode(), overwrite=True)
+        self.started = True
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 def _write_metrics(folder: str, history: dict, fmt: str) -> str:
     rows = [dict(zip(history, values)) for values in zip(*history.values())]
     path = os.path.join(folder, f"metrics.{fmt}")
@@ -346,12 +363,13 @@ def run_train(args) -> int:
     atomic_write_bytes(os.path.join(folder, _COMMAND_FILE), json.dumps(flags, indent=2).encode(), overwrite=True)
     checkpoint_dir = args.checkpoint_dir or os.path.join(folder, "checkpoints")
     progress = _Progress(args.epochs, args.progress)
+    jsonl = args.metrics_format == "jsonl"
     start = time.perf_counter()
     try:
         result = train(
             x,
             y,
-            callbacks=[progress],
+            callbacks=[progress] + ([_MetricsLog(os.path.join(folder, "metrics.jsonl"))] if jsonl else []),
             checkpoint_dir=checkpoint_dir,
             checkpoint_every=args.checkpoint_every,
             keep_checkpoints=args.keep_checkpoints,

@@ -249,3 +249,18 @@ def test_load_model_explains_what_it_cannot_open(tmp_path):
     ffnn_jax.save_params(str(tmp_path / "bare.npz"), ffnn_jax.init_params(jax.random.key(0), [2, 3]))
     with pytest.raises(ValueError, match="does not say how to predict"):
         ffnn_jax.load_model(str(tmp_path / "bare.npz"))
+
+
+def test_a_diverged_checkpointed_run_keeps_its_last_finite_params_and_says_so_again_on_resume(tmp_path):
+    x, _ = _data()
+    y = x.sum(axis=1) * 1e3
+    settings = dict(hidden_sizes=(8,), activation="identity", optimizer="sgd", learning_rate=1e3, epochs=20)
+    with pytest.raises(ffnn_jax.TrainingDivergedError) as first:
+        ffnn_jax.train(x, y, checkpoint_dir=str(tmp_path), **settings)
+    assert_all_finite(first.value.params)
+    saved = decode(checkpoint_files(str(tmp_path))[0][1])
+    assert saved.epoch == first.value.epoch - 1  # the epochs that completed
+    with pytest.raises(ffnn_jax.TrainingDivergedError) as again:
+        ffnn_jax.train(x, y, checkpoint_dir=str(tmp_path), resume=True, **settings)
+    assert (again.value.epoch, again.value.step) == (first.value.epoch, first.value.step)
+    assert_trees_all_equal(again.value.params, first.value.params)
