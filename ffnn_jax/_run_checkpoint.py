@@ -78,9 +78,8 @@ def encode(names: List[str], arrays: List[np.ndarray], *, epoch: int, history: d
     """The bytes of one checkpoint file (see the module docstring)."""
     leaves = [[name, array.dtype.str, list(array.shape)] for name, array in zip(names, arrays)]
     body = json.dumps(
-        {"format": FORMAT, "version": VERSION, "epoch": epoch, "leaves": leaves, "history": history, "about": about},
-        sort_keys=True,
-    ).encode()
+        {"format": FORMAT, "version": VERSION, "epoch": epoch, "leaves": leaves, "history": history, "about": about}
+    ).encode()  # key order kept: the history's columns come back in their order
     members = {f"leaf/{i}": array for i, array in enumerate(arrays)}
     members["__metadata__"] = np.frombuffer(body, np.uint8)
     members["__sha256__"] = np.frombuffer(_digest(body, arrays).encode(), np.uint8)

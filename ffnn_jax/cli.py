@@ -219,7 +219,10 @@ class _Progress:
             except ImportError:
                 pass
 
+    calls = 0  # epochs run in this process (fewer than the history's when resumed)
+
     def __call__(self, epoch: int, row: dict) -> None:
+        self.calls += 1
         shown = {k: f"{v:.4f}" for k, v in row.items() if k not in ("epoch", "time_s", "learning_rate")}
         if self.bar is not None:
             self.bar.set_postfix(shown, refresh=False)
@@ -423,8 +426,13 @@ def run_train(args) -> int:
     atomic_write_bytes(os.path.join(folder, "summary.json"), json.dumps(summary, indent=2).encode(), overwrite=True)
     metric = "accuracy" if "accuracy" in test else "r2"
     print(
-        f"trained {'-'.join(map(str, result.layer_sizes))} on {args.dataset} for {summary['epochs_run']} epochs "
-        f"in {seconds:.2f} s (first epoch, with compilation: {summary['first_epoch_seconds']:.2f} s)\n"
+        f"trained {'-'.join(map(str, result.layer_sizes))} on {args.dataset} for {summary['epochs_run']} epochs"
+        + (
+            f" ({progress.calls} in this call, resumed from a checkpoint)"
+            if progress.calls < summary["epochs_run"]
+            else ""
+        )
+        + f" in {seconds:.2f} s (first epoch, with compilation: {summary['first_epoch_seconds']:.2f} s)\n"
         f"test loss {test['loss']:.4f}, test {metric} {test[metric]:.4f}\n"
         f"files in {folder}/: params.npz, metrics.{args.metrics_format}, summary.json"
         + (", loss_curve.png" if args.plot else "")
