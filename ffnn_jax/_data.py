@@ -73,13 +73,13 @@ def infer_task(y, loss: Optional[str] = None) -> str:
     """The task implied by a canonical ``loss`` name, else by y's dtype.
 
     Cross-entropies mean classes even for float targets (one-hot or 0/1 rows); Poisson targets
-    are integer counts but a regression; otherwise integer or bool labels mean classification.
+    are integer counts but a regression; otherwise integer, bool or string labels mean classification.
     """
     if loss in CLASSIFICATION_LOSSES:
         return "classification"
     if loss == "poisson":
         return "regression"
-    return "classification" if np.asarray(y).dtype.kind in "biu" else "regression"
+    return "classification" if np.asarray(y).dtype.kind in "biuUSO" else "regression"
 
 
 def validate_y(

@@ -1,5 +1,6 @@
 """Using trained parameters: class predictions, probabilities and evaluation."""
 
+import contextlib
 import dataclasses
 from typing import Optional
 
@@ -8,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._data import Standardizer, infer_task, validate_x, validate_y
+from ._gradcheck import x64_scope
+from ._labels import encode_with
 from ._losses import canonical_loss
 from ._model import forward
 from ._params import layer_sizes_of
@@ -95,6 +98,13 @@ class TrainedModel:
     task: str  # "classification" or "regression"
     standardizer: Optional[Standardizer]  # applied to x before the network (standardize=True)
     l2: float  # λ of the L2 term that `evaluate` adds to the loss (0 for adamw's decoupled decay)
+    classes: Optional[np.ndarray]  # [k] labels as given in training (output j is classes[j]); None: indices
+
+    def _single_label(self) -> bool:
+        return self.classes is not None and self.task == "classification" and self.model.loss != "binary_cross_entropy"
+
+    def _dtype_scope(self):
+        return x64_scope() if self.params[0].W.dtype == np.float64 else contextlib.nullcontext()
 
     @property
     def layer_sizes(self):
@@ -105,35 +115,42 @@ class TrainedModel:
         return x if self.standardizer is None else self.standardizer.apply(x)
 
     def predict(self, x) -> np.ndarray:
-        """Labels [n] (classification), 0/1 [n, k] (multi-label) or outputs (regression)."""
+        """Labels [n] as given in training (classification), 0/1 [n, k] (multi-label) or outputs (regression)."""
         multi_label = self.model.loss == "binary_cross_entropy"
-        labels = predict(
-            self.params,
-            self._inputs(x),
-            activation=self.model.activation,
-            task=self.task,
-            multi_label=multi_label,
-            loss=self.model.loss,
-        )
-        return np.asarray(labels)
+        with self._dtype_scope():
+            labels = predict(
+                self.params,
+                self._inputs(x),
+                activation=self.model.activation,
+                task=self.task,
+                multi_label=multi_label,
+                loss=self.model.loss,
+            )
+            labels = np.asarray(labels)
+        return self.classes[labels] if self._single_label() else labels
 
     def predict_proba(self, x) -> np.ndarray:
-        """Class probabilities [n, k] (softmax, or sigmoids for binary_cross_entropy)."""
+        """Class probabilities [n, k], columns in the order of ``classes`` (softmax, or sigmoids for
+        binary_cross_entropy)."""
         if self.task != "classification":
             raise ValueError("`predict_proba` needs a classification model; this one is a regression")
         multi_label = self.model.loss == "binary_cross_entropy"
-        return np.asarray(
-            predict_proba(self.params, self._inputs(x), activation=self.model.activation, multi_label=multi_label)
-        )
+        with self._dtype_scope():
+            return np.asarray(
+                predict_proba(self.params, self._inputs(x), activation=self.model.activation, multi_label=multi_label)
+            )
 
     def evaluate(self, x, y) -> dict:
-        """``{"loss", "accuracy"}`` (classification) or ``{"loss", "r2"}`` on raw inputs."""
-        return evaluate(
-            self.params,
-            self._inputs(x),
-            y,
-            activation=self.model.activation,
-            loss=self.model.loss,
-            weight_decay=self.l2,
-            task=self.task,
-        )
+        """``{"loss", "accuracy"}`` (classification) or ``{"loss", "r2"}`` on raw inputs and labels as given."""
+        if self._single_label():
+            y = encode_with(self.classes, y, "y")
+        with self._dtype_scope():
+            return evaluate(
+                self.params,
+                self._inputs(x),
+                y,
+                activation=self.model.activation,
+                loss=self.model.loss,
+                weight_decay=self.l2,
+                task=self.task,
+            )

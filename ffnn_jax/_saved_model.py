@@ -14,15 +14,19 @@ import numpy as np
 from ._checkpoint import load_params
 from ._data import Standardizer
 from ._inference import TrainedModel
+from ._labels import classes_from_json, classes_to_json
 from ._model import ACTIVATIONS
 from ._run_checkpoint import _NAME, Checkpoint, decode, newest_valid
 from ._step import ModelSpec
 from ._types import LayerParams
 
 
-def model_metadata(config_dict: dict, task: str, loss: str, standardizer: Optional[Standardizer]) -> dict:
+def model_metadata(
+    config_dict: dict, task: str, loss: str, standardizer: Optional[Standardizer], classes: Optional[np.ndarray]
+) -> dict:
     """JSON description of a trained network (what :func:`load_model` needs besides the params)."""
     return {
+        "classes": classes_to_json(classes),
         "activation": config_dict["activation"],
         "loss": loss,
         "task": task,
@@ -50,7 +54,8 @@ def _from_metadata(params, meta: dict, where: str) -> TrainedModel:
         None if scaler is None else Standardizer(np.asarray(scaler["mean"], dtype), np.asarray(scaler["scale"], dtype))
     )
     model = ModelSpec(activation, meta["loss"], meta["task"] == "classification", meta.get("compute_dtype"))
-    return TrainedModel(tuple(params), model, meta["task"], standardizer, float(meta.get("l2", 0.0)))
+    classes = classes_from_json(meta.get("classes"))
+    return TrainedModel(tuple(params), model, meta["task"], standardizer, float(meta.get("l2", 0.0)), classes)
 
 
 def _params_in_checkpoint(checkpoint: Checkpoint):

@@ -7,7 +7,7 @@ places the data on the device once.
 """
 
 import hashlib
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +15,7 @@ import numpy as np
 
 from ._config import TrainConfig
 from ._data import Standardizer, fit_standardizer, infer_task, split_indices, validate_x, validate_y
+from ._labels import MAX_AUTO_CLASSES, encode_labels, encode_with, is_label_column
 from ._loop import RunSpec, RunState, history_names, init_run_state
 from ._optim import OptimizerSpec, make_optimizer
 from ._params import init_params, layer_sizes_of
@@ -33,6 +34,7 @@ class Prepared(NamedTuple):
     loss: str
     n_out: int
     standardizer: Optional[Standardizer]
+    classes: Optional[np.ndarray]  # [n_out] the labels as given, for single-label classification
 
 
 def _validate_sample_weight(sample_weight, n: int, dtype) -> Optional[np.ndarray]:
@@ -52,11 +54,19 @@ def _validate_sample_weight(sample_weight, n: int, dtype) -> Optional[np.ndarray
     return w[:, 0]
 
 
-def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepared:
-    dtype = np.dtype(config.dtype)
-    x = validate_x(x, "x", dtype=dtype)
-    w = _validate_sample_weight(sample_weight, len(x), dtype)
-    task = infer_task(y, config.loss) if config.task == "auto" else config.task
+def _task_and_loss(config: TrainConfig, y) -> Tuple[str, str]:
+    if config.task != "auto":
+        task = config.task
+    else:
+        task = infer_task(y, config.loss)
+        kind = np.asarray(y).dtype.kind
+        if task == "classification" and config.loss is None and kind in "iu" and is_label_column(y):
+            distinct = len(np.unique(np.asarray(y)))
+            if distinct > MAX_AUTO_CLASSES or (distinct > 100 and distinct > len(np.asarray(y)) // 2):
+                raise ValueError(
+                    f"`y` holds {distinct} distinct integers: with task='auto' that would be a {distinct}-class "
+                    "classification. Pass task='regression' for numeric targets, or task='classification'"
+                )
     loss = config.loss or ("cross_entropy" if task == "classification" else "squared_error")
     if task == "classification" and loss == "poisson":
         raise ValueError("`loss`='poisson' is a regression loss; use task='regression' or 'auto'")
@@ -64,7 +74,24 @@ def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepar
         raise ValueError(
             f"`loss`={loss!r} needs class labels in `y`, got float targets (regression); use 'squared_error' or integer labels"
         )
+    if loss == "cross_entropy" and config.n_classes == 1:
+        raise ValueError("`n_classes`=1: a one-output softmax always predicts its only class; use at least 2 classes")
+    return task, loss
+
+
+def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepared:
+    """Validated, split and scaled data; class labels encoded as 0..k−1 (``classes`` decodes them)."""
+    dtype = np.dtype(config.dtype)
+    x = validate_x(x, "x", dtype=dtype)
+    w = _validate_sample_weight(sample_weight, len(x), dtype)
+    task, loss = _task_and_loss(config, y)
     multi_label = loss == "binary_cross_entropy"
+    labels = task == "classification" and not multi_label and is_label_column(y)
+    classes = None
+    if labels:  # labels as given (ints, strings, bools) -> 0..k-1
+        if np.shape(y)[0] != len(x):
+            raise ValueError(f"`x` and `y` must have the same number of samples, got {len(x)} and {np.shape(y)[0]}")
+        y, classes = encode_labels(y, "y", n_classes=config.n_classes)
     checks = dict(task=task, n_classes=config.n_classes, multi_label=multi_label, dtype=dtype)
     y = validate_y(y, "y", n_samples=len(x), **checks)
     if loss == "poisson" and np.any(y < 0):
@@ -73,19 +100,21 @@ def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepar
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("`validation_data` must be a pair (x_val, y_val)")
         x_val = validate_x(validation_data[0], "validation_data[0]", n_features=x.shape[1], dtype=dtype)
-        y_val = validate_y(validation_data[1], "validation_data[1]", n_samples=len(x_val), **checks)
+        y_val = validation_data[1]
+        if labels:
+            y_val = encode_with(classes, y_val, "validation_data[1]")
+        y_val = validate_y(y_val, "validation_data[1]", n_samples=len(x_val), **checks)
         if y_val.ndim != y.ndim or y_val.shape[1:] != y.shape[1:]:
             raise ValueError(f"`validation_data[1]` must have shape [n]{list(y.shape[1:])}, got {y_val.shape}")
     elif config.validation_fraction > 0:
-        stratify = y if task == "classification" and y.ndim == 1 else None
+        stratify = y if labels else None
         keep, held = split_indices(len(x), config.validation_fraction, seed=config.seed, stratify=stratify)
         x, y, x_val, y_val = x[keep], y[keep], x[held], y[held]
         w = None if w is None else w[keep]
     else:
         x_val = y_val = None
-    if task == "classification" and not multi_label and y.ndim == 1:
-        seen = max(int(y.max()), -1 if y_val is None else int(y_val.max())) + 1
-        n_out = config.n_classes or seen
+    if labels:
+        n_out = len(classes)
     else:
         n_out = 1 if y.ndim == 1 else y.shape[1]
     standardizer = None
@@ -93,7 +122,7 @@ def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepar
         standardizer = fit_standardizer(x)
         x = standardizer.apply(x)
         x_val = None if x_val is None else standardizer.apply(x_val)
-    return Prepared(x, y, w, x_val, y_val, task, loss, n_out, standardizer)
+    return Prepared(x, y, w, x_val, y_val, task, loss, n_out, standardizer, classes)
 
 
 def _monitor(config: TrainConfig, data: Prepared):

@@ -25,6 +25,7 @@ import numpy as np
 
 from ._config import TrainConfig
 from ._errors import check_positive_int
+from ._gradcheck import x64_scope
 from ._inference import TrainedModel
 from ._loop import RunState, returned_params, run_epochs
 from ._run_checkpoint import Checkpoint, CheckpointError, CheckpointStore, newest_valid, restore_into
@@ -149,6 +150,14 @@ def train(
     """
     config = TrainConfig(**settings)
     _check_checkpointing(checkpoint_dir, checkpoint_every, keep_checkpoints, resume)
+    # float64 is enabled for this call only (the user's global jax_enable_x64 is left as it is).
+    with x64_scope() if config.dtype == "float64" else contextlib.nullcontext():
+        return _train(config, x, y, validation_data, callbacks, sample_weight, initial_params, initial_state,
+                      checkpoint_dir, checkpoint_every, keep_checkpoints, resume)  # fmt: skip
+
+
+def _train(config, x, y, validation_data, callbacks, sample_weight, initial_params, initial_state,
+           checkpoint_dir, checkpoint_every, keep_checkpoints, resume) -> TrainResult:  # fmt: skip
     data = prepare(config, x, y, validation_data, sample_weight)
     about = _about(config, data)
     store = None if checkpoint_dir is None else CheckpointStore(checkpoint_dir, keep=keep_checkpoints)
@@ -167,6 +176,7 @@ def train(
         task=data.task,
         standardizer=data.standardizer,
         l2=0.0 if config.optimizer == "adamw" else config.weight_decay,
+        classes=data.classes,
         history=history,
         config=config,
         run=run,
@@ -192,7 +202,7 @@ def _about(config: TrainConfig, data: Prepared) -> dict:
     about = {
         "settings": {name: value for name, value in settings.items() if name != "epochs"},
         "data": describe_data(data),
-        "model": model_metadata(settings, data.task, data.loss, data.standardizer),
+        "model": model_metadata(settings, data.task, data.loss, data.standardizer, data.classes),
         "versions": {"ffnn_jax": __version__, "jax": jax.__version__},
     }
     return json.loads(json.dumps(about))

@@ -418,7 +418,8 @@ def run_train(args) -> int:
         "config": result.config.to_dict(),
     }
     config = result.config.to_dict()
-    metadata = {"config": config, "model": model_metadata(config, result.task, result.model.loss, result.standardizer)}
+    model = model_metadata(config, result.task, result.model.loss, result.standardizer, result.classes)
+    metadata = {"config": config, "model": model}
     save_params(os.path.join(folder, "params.npz"), result.params, metadata=metadata, overwrite=True)
     _write_metrics(folder, result.history, args.metrics_format)
     if args.plot:

@@ -1,0 +1,113 @@
+"""Right answers for ordinary targets: labels as given, a column of labels, float64 that is float64."""
+
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import ffnn_jax
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = ffnn_jax.load_digits()
+    return np.asarray(x), np.asarray(y)
+
+
+FAST = dict(hidden_sizes=(16,), optimizer="adam", learning_rate=0.01, epochs=5)
+
+
+def test_non_contiguous_labels_get_one_output_each_and_predict_only_seen_classes(digits):
+    x, y = digits
+    keep = np.isin(y, [3, 7, 9])
+    result = ffnn_jax.train(x[keep], y[keep], **FAST)
+    assert result.layer_sizes[-1] == 3  # was 10 outputs (max label + 1)
+    np.testing.assert_array_equal(result.classes, [3, 7, 9])
+    assert set(np.unique(result.predict(x[keep]))) <= {3, 7, 9}
+    assert result.evaluate(x[keep], y[keep])["accuracy"] > 0.9
+    assert result.predict_proba(x[keep][:2]).shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    "labels", [np.array(["cat", "dog", "eel"]), np.array([True, False, True])], ids=["strings", "bools"]
+)
+def test_string_and_bool_labels_are_decoded_on_predict(digits, labels):
+    x, y = digits
+    y_given = labels[y % 3]
+    result = ffnn_jax.train(x, y_given, **FAST)
+    np.testing.assert_array_equal(result.classes, np.unique(y_given))
+    predicted = result.predict(x)
+    assert predicted.dtype == y_given.dtype and np.mean(predicted == y_given) > 0.5
+    assert result.evaluate(x, y_given)["accuracy"] == pytest.approx(np.mean(predicted == y_given), abs=1e-6)
+
+
+def test_a_column_of_binary_labels_is_binary_classification_not_a_one_output_softmax(digits):
+    x, y = digits
+    column = (y > 4).astype(np.int32)[:, None]  # [n, 1] of 0/1
+    result = ffnn_jax.train(x, column, **FAST)
+    assert result.layer_sizes[-1] == 2  # was 1 output: loss 0.0, predicts all 0, accuracy 1.0
+    assert result.history["train_loss"][-1] > 0
+    predicted = result.predict(x)
+    assert set(np.unique(predicted)) == {0, 1} and 0.85 < np.mean(predicted == column[:, 0]) < 1.0
+    assert result.evaluate(x, column)["accuracy"] == pytest.approx(np.mean(predicted == column[:, 0]), abs=1e-6)
+
+
+def test_a_one_output_softmax_is_refused(digits):
+    x, _ = digits
+    with pytest.raises(ValueError, match="single class"):
+        ffnn_jax.train(x, np.zeros(len(x), np.int32), epochs=1)
+    with pytest.raises(ValueError, match="`n_classes`=1"):
+        ffnn_jax.train(x, np.zeros(len(x), np.int32), n_classes=1, epochs=1)
+
+
+def test_many_distinct_integers_under_auto_ask_which_task_is_meant(digits):
+    x, _ = digits
+    prices = np.arange(len(x)) * 7  # integer-valued regression target
+    with pytest.raises(ValueError, match="distinct integers.*task='regression'"):
+        ffnn_jax.train(x, prices, epochs=1)
+    assert ffnn_jax.train(x, prices, task="regression", epochs=1, hidden_sizes=(4,)).layer_sizes[-1] == 1
+
+
+def test_validation_labels_never_seen_in_training_are_named(digits):
+    x, y = digits
+    with pytest.raises(ValueError, match=r"validation_data\[1\].*not among the training classes.*\[42\]"):
+        ffnn_jax.train(x, y, validation_data=(x[:3], np.array([1, 2, 42])), epochs=1)
+
+
+def test_a_reloaded_model_keeps_the_classes(tmp_path, digits):
+    x, y = digits
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    result = ffnn_jax.train(x, names[y], checkpoint_dir=str(tmp_path), standardize=True, **FAST)
+    model = ffnn_jax.load_model(str(tmp_path))
+    np.testing.assert_array_equal(model.classes, result.classes)
+    np.testing.assert_array_equal(model.predict(x), result.predict(x))
+    assert model.evaluate(x, names[y]) == result.evaluate(x, names[y])
+
+
+def test_float64_trains_in_float64_and_leaves_the_global_setting_alone(digits):
+    x, y = digits
+    before = jax.config.jax_enable_x64
+    result = ffnn_jax.train(x, y, dtype="float64", **FAST)
+    assert jax.config.jax_enable_x64 == before
+    leaves = jax.tree_util.tree_leaves((result.params, result.state.opt_state))
+    tensors = [leaf for leaf in leaves if leaf.ndim > 0]  # W, b and Adam's moments (hyperparameters are scalars)
+    assert len(tensors) == 3 * len(jax.tree_util.tree_leaves(result.params))
+    assert {leaf.dtype for leaf in tensors} == {np.dtype("float64")}
+    start = ffnn_jax.init_params(jax.random.key(1), [64, 16, 10])  # one start for both precisions
+    single = ffnn_jax.train(x, y, initial_params=start, **FAST)
+    result = ffnn_jax.train(x, y, dtype="float64", initial_params=jax.tree_util.tree_map(np.float64, start), **FAST)
+    assert single.params[0].W.dtype == np.float32 and result.params[0].W.dtype == np.float64
+    assert result.history["train_loss"] != single.history["train_loss"]  # really another precision
+    np.testing.assert_allclose(result.history["train_loss"], single.history["train_loss"], rtol=1e-3)
+    assert result.predict_proba(x[:2]).dtype == np.float64
+    assert result.evaluate(x, y)["accuracy"] > 0.9
+
+
+def test_cli_float64_writes_float64_params(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "ffnn_jax", "train", "-e", "2", "-sz", "8", "--dtype", "float64"]
+    subprocess.run(command + ["--out", str(out), "--no_plot", "--no_progress"], check=True, capture_output=True)
+    params, meta = ffnn_jax.load_params(str(out / "params.npz"))
+    assert params[0].W.dtype == np.float64 and meta["config"]["dtype"] == "float64"
