@@ -9,6 +9,9 @@ import io
 import json
 import os
 import tempfile
+import warnings
+import zipfile
+import zlib
 from typing import Optional, Tuple
 
 import jax
@@ -19,6 +22,12 @@ from ._types import LayerParams, Params
 
 
 _METADATA_KEY = "__metadata__"
+_STANDARDIZED_MSG = (
+    "{path!r} holds a network trained on standardized inputs: its params expect x scaled by the mean and scale "
+    "saved in metadata['model']['standardizer'], so predicting from these params on raw x is wrong. Use "
+    "ffnn_jax.load_model({path!r}) instead: its predict, predict_proba and evaluate take raw inputs and apply the "
+    "saved scaling"
+)
 
 
 def atomic_write_bytes(path: str, data: bytes, *, overwrite: bool = False) -> None:
@@ -76,14 +85,146 @@ def save_params(path: str, params: Params, *, metadata: Optional[dict] = None, o
     atomic_write_bytes(path, buffer.getvalue(), overwrite=overwrite)
 
 
-def load_params(path: str) -> Tuple[Params, dict]:
-    """Loads what :func:`save_params` wrote; returns ``(params, metadata)`` (NumPy leaves)."""
-    with np.load(path, allow_pickle=False) as arrays:
+def _not_params(path: str, what: str) -> ValueError:
+    return ValueError(f"{path!r} is not an ffnn_jax params file ({what})")
+
+
+def _npy_header(f) -> Tuple[Tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the header of the ``.npy`` data at ``f``'s position; ``ValueError`` if there is none."""
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(f)
+    return shape, dtype
+
+
+def _check_file(path: str) -> None:
+    """Raises unless ``path`` is a file that starts like a zip archive (what ``np.savez`` writes)."""
+    if os.path.isdir(path):
+        raise _not_params(path, "it is a folder; ffnn_jax.load_model opens run folders")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"`path` {path!r} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(16)
+        if head.startswith(np.lib.format.MAGIC_PREFIX):
+            f.seek(0)
+            try:
+                shape, dtype = _npy_header(f)
+            except (ValueError, OSError, EOFError) as error:
+                raise _not_params(path, f"a damaged .npy file: {error}") from error
+            raise _not_params(path, f"a .npy file of one {dtype} array of shape {shape}, not an .npz archive")
+    if not head:
+        raise _not_params(path, "the file is empty")
+    if head.startswith(b"\x80"):
+        raise _not_params(path, "a Python pickle, which ffnn_jax never loads")
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise _not_params(path, f"not an .npz archive: it starts with {head!r}")
+
+
+def _holds_objects(arrays, name: str) -> bool:
+    """Whether the header of ``name`` in an open ``.npz`` says it is an object (pickled) array."""
+    try:
+        with arrays.zip.open(name + ".npy") as member:
+            return _npy_header(member)[1].hasobject
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile):
+        return False
+
+
+def _array(path: str, arrays, name: str) -> np.ndarray:
+    """``arrays[name]``, with numpy's refusal of pickled objects and damaged members turned into clear errors."""
+    try:
+        array = arrays[name]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        if _holds_objects(arrays, name):
+            raise _not_params(
+                path, f"array {name!r} holds pickled Python objects, which ffnn_jax never loads"
+            ) from None
+        raise _not_params(path, f"a damaged .npz archive: reading {name!r} failed: {error}") from error
+    if not isinstance(array, np.ndarray):  # a zip member that is not .npy data comes back as raw bytes
+        raise _not_params(path, f"its entry {name!r} is not a NumPy array")
+    return array
+
+
+def _metadata(path: str, raw: np.ndarray) -> dict:
+    """The JSON metadata, checked to be an object with valid ``layer_sizes``."""
+    try:
+        meta = json.loads(raw.tobytes().decode())
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise _not_params(path, f"its metadata is not valid JSON: {error}") from error
+    if not isinstance(meta, dict):
+        raise _not_params(path, f"its metadata is a JSON {type(meta).__name__}, not an object")
+    if "layer_sizes" not in meta:
+        raise _not_params(path, f"its metadata has no 'layer_sizes'; its keys are {sorted(meta)}")
+    sizes = meta["layer_sizes"]
+    if not (
+        isinstance(sizes, list)
+        and len(sizes) >= 2
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes)
+    ):
+        raise _not_params(path, f"its metadata's 'layer_sizes' must be at least 2 positive integers, got {sizes!r}")
+    return meta
+
+
+def _check_layers(path: str, params: Params, sizes: list) -> None:
+    """Raises unless every ``W`` is ``[n_in, n_out]`` and every ``b`` ``[n_out]`` of ``sizes``, in floating point."""
+    for i, layer in enumerate(params):
+        for name, got, want in (("W", layer.W, (sizes[i], sizes[i + 1])), ("b", layer.b, (sizes[i + 1],))):
+            if got.shape != want:
+                raise _not_params(
+                    path,
+                    f"its metadata says layer_sizes {sizes}, so 'layer{i}/{name}' should have shape {want}, "
+                    f"but it has {got.shape}",
+                )
+            if not np.issubdtype(got.dtype, np.floating):
+                raise _not_params(path, f"'layer{i}/{name}' has dtype {got.dtype}, not a floating-point type")
+
+
+def read_params(path: str) -> Tuple[Params, dict]:
+    """:func:`load_params` without its warning about standardized inputs (for :func:`ffnn_jax.load_model`)."""
+    _check_file(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise _not_params(path, f"a truncated or damaged .npz archive: {error}") from error
+    with archive as arrays:
         if _METADATA_KEY not in arrays.files:
-            raise ValueError(f"{path!r} is not an ffnn_jax params file (no metadata)")
-        meta = json.loads(arrays[_METADATA_KEY].tobytes().decode())
-        n_layers = len(meta["layer_sizes"]) - 1
-        params = tuple(LayerParams(W=arrays[f"layer{i}/W"], b=arrays[f"layer{i}/b"]) for i in range(n_layers))
-    if list(layer_sizes_of(params)) != meta["layer_sizes"]:
-        raise ValueError(f"{path!r} is corrupt: weight shapes disagree with its metadata")
+            raise _not_params(path, f"no metadata; it holds arrays {sorted(arrays.files)}")
+        meta = _metadata(path, _array(path, arrays, _METADATA_KEY))
+        sizes = meta["layer_sizes"]
+        expected = {f"layer{i}/{name}" for i in range(len(sizes) - 1) for name in ("W", "b")}
+        missing, extra = sorted(expected - set(arrays.files)), sorted(set(arrays.files) - expected - {_METADATA_KEY})
+        if missing or extra:
+            found = ", ".join(
+                f"{label} {names}" for label, names in (("no arrays", missing), ("extra arrays", extra)) if names
+            )
+            raise _not_params(path, f"its metadata says layer_sizes {sizes}, but it has {found}")
+        params = tuple(
+            LayerParams(W=_array(path, arrays, f"layer{i}/W"), b=_array(path, arrays, f"layer{i}/b"))
+            for i in range(len(sizes) - 1)
+        )
+    _check_layers(path, params, sizes)
+    return params, meta
+
+
+def load_params(path: str) -> Tuple[Params, dict]:
+    """Loads what :func:`save_params` wrote; returns ``(params, metadata)`` (NumPy leaves).
+
+    Args:
+      path: a ``.npz`` written by :func:`save_params` (e.g. the ``params.npz`` of ``ffnn-jax train``).
+
+    Returns:
+      ``(params, metadata)``: a tuple of ``LayerParams`` and the JSON metadata (with ``layer_sizes``).
+
+    Raises:
+      FileNotFoundError: nothing is at ``path``.
+      ValueError: ``path`` is not a params file (a ``.npy``, text, pickle, truncated or damaged archive, pickled
+        object arrays, invalid metadata, shapes that disagree with ``layer_sizes``); the message says what it found.
+
+    Warns:
+      UserWarning: the metadata says the network was trained on standardized inputs, so ``forward``/``predict`` on
+        these params need inputs scaled the same way; :func:`ffnn_jax.load_model` applies the saved scaling.
+    """
+    params, meta = read_params(path)
+    model = meta.get("model")
+    if isinstance(model, dict) and model.get("standardizer") is not None:
+        warnings.warn(_STANDARDIZED_MSG.format(path=path), UserWarning, stacklevel=2)
     return params, meta

@@ -3,7 +3,8 @@
 :func:`check_gradients` computes the three in float64 when jax can run float64 (inside a scoped x64 switch, so the
 caller's float32 defaults are untouched), and returns a :class:`GradientReport`: for every leaf (layer i, W or b) the
 largest absolute and relative difference of backprop and of finite differences from ``jax.grad``, an overall verdict
-and the tolerances used. ``print(report)`` shows an aligned table.
+and the tolerances used. A NaN or inf anywhere (params, batch, loss, any of the three gradients) fails the check, and
+the report says where. ``print(report)`` shows an aligned table.
 """
 
 import contextlib
@@ -40,20 +41,22 @@ class LeafCheck(NamedTuple):
     backprop_rel: float  # backprop_abs / (the larger of max |backprop| and max |jax.grad|); 0 when both are 0
     fd_abs: float  # max |finite difference − jax.grad| over the checked elements
     fd_rel: float  # fd_abs relative to the larger of the two on those elements, as backprop_rel
-    passed: bool
+    passed: bool  # within tolerance and all finite
+    non_finite: tuple[str, ...] = ()  # which of "params", "jax.grad", "backprop", "finite differences" hold NaN/inf
 
 
 class GradientReport(NamedTuple):
     """The result of :func:`check_gradients`; ``str(report)`` is a table for printing."""
 
     leaves: tuple[LeafCheck, ...]
-    passed: bool  # every leaf within rtol (relative) or atol (absolute) for both comparisons
+    passed: bool  # every leaf within rtol (relative) or atol (absolute) for both comparisons, and nothing non-finite
     dtype: str  # the dtype the three gradients were computed in
     rtol: float
     atol: float  # the rounding floor of a central difference, 10 ε max(1, |L|) / eps
     eps: float  # the finite-difference step
     loss_value: float
     notes: tuple[str, ...]  # float64 unavailable, subsampled elements, ...
+    non_finite: tuple[str, ...] = ()  # where NaN/inf were found ("the loss is NaN", "layer 1 W: params 1 NaN of 20")
 
     def __str__(self) -> str:
         verdict = "PASSED" if self.passed else "FAILED"
@@ -80,6 +83,7 @@ class GradientReport(NamedTuple):
             f"L = {self.loss_value:.6g}, eps = {self.eps:.3g}, rtol = {self.rtol:.3g}, atol = {self.atol:.3g}"
         )
         lines = [title] + ["  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows]
+        lines += [f"non-finite: {where}" for where in self.non_finite]
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -132,10 +136,39 @@ def _cast_floating(tree, dtype):
 
 
 def _difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """(max |a − b|, that relative to the larger of max |a| and max |b|; 0 when all are 0)."""
+    """(max |a − b|, that relative to the larger of max |a| and max |b|; 0 when all are 0, NaN when any is NaN)."""
     largest_abs = float(np.max(np.abs(a - b)))
     scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b))))
-    return largest_abs, (largest_abs / scale if scale > 0 else 0.0)
+    return largest_abs, (largest_abs / scale if scale > 0 else (0.0 if largest_abs == 0 else math.nan))
+
+
+def _count_non_finite(values, *, checked: bool = False) -> str | None:
+    """None if every entry of ``values`` is finite, else e.g. ``"2 NaN, 1 inf of 20"``."""
+    values = np.asarray(values)
+    nan, inf = int(np.count_nonzero(np.isnan(values))), int(np.count_nonzero(np.isinf(values)))
+    if nan == inf == 0:
+        return None
+    counts = ", ".join(f"{count} {kind}" for count, kind in ((nan, "NaN"), (inf, "inf")) if count)
+    return f"{counts} of {values.size}" + (" checked" if checked else "")
+
+
+def _scalar_name(value: float) -> str:
+    return "NaN" if math.isnan(value) else f"{value:g}"
+
+
+def _check_batch(batch) -> None:
+    """Raises ``ValueError`` unless ``batch`` is ``(x, y)`` with x ``[N, n_in]``, N ≥ 1 and N rows of y."""
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise ValueError(f"`batch` must be a pair (x, y), got {type(batch).__name__}")
+    x_shape, y_shape = np.shape(batch[0]), np.shape(batch[1])
+    if len(x_shape) != 2 or len(y_shape) < 1:
+        raise ValueError(f"`batch` must be x [N, n_in] and y [N] or [N, k], got shapes {x_shape} and {y_shape}")
+    if x_shape[0] == 0:
+        raise ValueError(
+            f"`batch` must have at least one row, got x of shape {x_shape} (a mean loss over 0 rows is NaN)"
+        )
+    if y_shape[0] != x_shape[0]:
+        raise ValueError(f"`batch` x and y must have the same number of rows, got shapes {x_shape} and {y_shape}")
 
 
 _STATIC = ("gradient_fn", "activation", "loss", "classification")
@@ -182,21 +215,50 @@ def _compare(params, batch, *, gradient_fn, rtol, eps, full_check_limit, samples
         params, batch, weight_decay, chunks, eps, gradient_fn=gradient_fn, **loss_kwargs
     )
     loss_value = float(loss_value)
-    atol = 10 * float(np.finfo(dtype).eps) * max(1.0, abs(loss_value)) / eps
+    loss_scale = abs(loss_value) if math.isfinite(loss_value) else 1.0  # an inf loss must not make atol inf
+    atol = 10 * float(np.finfo(dtype).eps) * max(1.0, loss_scale) / eps
     flat_reference = np.asarray(ravel(reference)[0])
     fd_by_leaf = np.split(np.asarray(fd).reshape(-1)[: len(indices)], np.cumsum([len(pick) for pick in picks])[:-1])
 
+    non_finite = [] if math.isfinite(loss_value) else [f"the loss is {_scalar_name(loss_value)}"]
+    for part, values in zip(("x", "y"), batch):
+        if jnp.issubdtype(jnp.asarray(values).dtype, jnp.inexact):
+            found = _count_non_finite(values)
+            non_finite += [f"the batch's {part}: {found}"] if found else []
     names = [(i + 1, name) for i in range(len(params)) for name in ("W", "b")]
-    leaves = zip(names, jax.tree_util.tree_leaves(reference), jax.tree_util.tree_leaves(by_hand), fd_by_leaf)
+    leaves = zip(
+        names,
+        jax.tree_util.tree_leaves(params),
+        jax.tree_util.tree_leaves(reference),
+        jax.tree_util.tree_leaves(by_hand),
+        fd_by_leaf,
+    )
     rows = []
-    for ((layer, name), grad, hand, fd_leaf), offset, pick in zip(leaves, offsets, picks):
+    for ((layer, name), value, grad, hand, fd_leaf), offset, pick in zip(leaves, offsets, picks):
         backprop_abs, backprop_rel = _difference(np.asarray(hand).ravel(), np.asarray(grad).ravel())
         fd_abs, fd_rel = _difference(fd_leaf, flat_reference[offset + pick])
-        passed = (backprop_rel <= rtol or backprop_abs <= atol) and (fd_rel <= rtol or fd_abs <= atol)
+        sources = {"params": value, "jax.grad": grad, "backprop": hand, "finite differences": fd_leaf}
+        found = {what: _count_non_finite(v, checked=what == "finite differences") for what, v in sources.items()}
+        found = {what: counts for what, counts in found.items() if counts}
+        if found:
+            non_finite.append(
+                f"layer {layer} {name}: " + "; ".join(f"{what} {counts}" for what, counts in found.items())
+            )
+        within = (backprop_rel <= rtol or backprop_abs <= atol) and (fd_rel <= rtol or fd_abs <= atol)
         grad_max = float(np.max(np.abs(grad)))
         rows.append(
             LeafCheck(
-                layer, name, tuple(grad.shape), len(pick), grad_max, backprop_abs, backprop_rel, fd_abs, fd_rel, passed
+                layer,
+                name,
+                tuple(grad.shape),
+                len(pick),
+                grad_max,
+                backprop_abs,
+                backprop_rel,
+                fd_abs,
+                fd_rel,
+                within and not found,
+                tuple(found),
             )
         )
     notes = ()
@@ -206,8 +268,8 @@ def _compare(params, batch, *, gradient_fn, rtol, eps, full_check_limit, samples
             f"random subset of at most {samples_per_leaf} elements per leaf (seed {seed}); backprop on all elements"
         )
         notes = (note,)
-    passed = all(row.passed for row in rows)
-    return GradientReport(tuple(rows), passed, str(dtype), rtol, atol, eps, loss_value, notes)
+    passed = all(row.passed for row in rows) and not non_finite
+    return GradientReport(tuple(rows), passed, str(dtype), rtol, atol, eps, loss_value, notes, tuple(non_finite))
 
 
 def check_gradients(
@@ -233,6 +295,9 @@ def check_gradients(
     ``atol = 10 ε max(1, |L|) / eps`` in absolute terms (the rounding error of a central difference, which
     matters for leaves whose gradient is 0 or nearly so).
 
+    A NaN or inf in ``params``, the batch, the loss, ``jax.grad``, the hand-written gradient or the finite
+    differences fails the check; ``report.non_finite`` (printed below the table) says where.
+
     Args:
       params: network parameters.
       batch: ``(x, y)`` as for :func:`ffnn_jax._losses.loss`.
@@ -253,7 +318,8 @@ def check_gradients(
       A :class:`GradientReport`; ``report.passed`` is the verdict and ``print(report)`` shows the table.
 
     Raises:
-      ValueError: unknown ``loss`` or ``activation``, or a tolerance, step or count out of range.
+      ValueError: unknown ``loss`` or ``activation``, a tolerance, step or count out of range, or a ``batch``
+        that is not ``(x [N, n_in], y)`` with N ≥ 1 rows in both.
 
     Examples:
       >>> params = init_params(jax.random.key(0), [4, 3, 2])
@@ -262,6 +328,7 @@ def check_gradients(
       True
     """
     _losses.canonical_loss(loss)
+    _check_batch(batch)
     if gradient_fn is None:
         activation_and_derivative(activation)  # backprop's own check, raised here before any tracing
         gradient_fn = backprop

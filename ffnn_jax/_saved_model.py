@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._checkpoint import load_params
+from ._checkpoint import read_params
 from ._data import Standardizer
 from ._inference import TrainedModel
 from ._labels import classes_from_json, classes_to_json
@@ -98,5 +98,5 @@ def load_model(path: str) -> TrainedModel:
     if _NAME.match(os.path.basename(path)):
         checkpoint = decode(path)
         return _from_metadata(_params_in_checkpoint(checkpoint), checkpoint.meta["about"]["model"], path)
-    params, meta = load_params(path)
+    params, meta = read_params(path)
     return _from_metadata(params, meta.get("model"), path)

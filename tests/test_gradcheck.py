@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from test_backprop import SMOOTH_ACTIVATIONS, make_problem, problem_settings
 
 import ffnn_jax._gradcheck as gradcheck
+from ffnn_jax import cli
 from ffnn_jax._backprop import backprop
 from ffnn_jax._data import load_digits
 from ffnn_jax._gradcheck import check_gradients, x64_scope
@@ -166,3 +167,106 @@ def test_check_gradients_rejects_bad_arguments_naming_them(kwargs, match):
     params, batch = small_problem()
     with pytest.raises(ValueError, match=match):
         check_gradients(params, batch, **kwargs)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+def test_a_non_finite_weight_fails_the_check_and_the_report_names_the_leaf(bad):
+    params, batch = small_problem()
+    params = (params[0]._replace(W=params[0].W.at[0, 0].set(bad)), params[1])
+    report = check_gradients(params, batch, activation="tanh")
+    assert not report.passed
+    assert "params" in report.leaves[0].non_finite
+    kind = "NaN" if np.isnan(bad) else "inf"
+    assert [where for where in report.non_finite if where.startswith("layer 1 W:")][0].startswith(
+        f"layer 1 W: params 1 {kind} of 20"
+    )
+    assert str(report).startswith("Gradient check FAILED")
+    assert f"non-finite: layer 1 W: params 1 {kind} of 20" in str(report)
+
+
+def test_a_non_finite_input_fails_the_check_and_the_report_says_so():
+    params, (x, y) = small_problem()
+    report = check_gradients(params, (x.at[2, 1].set(jnp.nan), y), activation="tanh")
+    assert not report.passed
+    assert "non-finite: the loss is NaN" in str(report)
+    assert "non-finite: the batch's x: 1 NaN of 24" in str(report)
+
+
+def inject(where, bad):
+    """A stand-in for ``gradcheck._gradients`` that puts ``bad`` into one output at b_2[0] (or into the loss)."""
+    real = gradcheck._gradients
+
+    def gradients(*args, **kwargs):
+        value, reference, by_hand, fd = real(*args, **kwargs)
+        if where == "loss":
+            value = jnp.full_like(value, bad)
+        elif where == "jax.grad":
+            reference = (reference[0], reference[1]._replace(b=reference[1].b.at[0].set(bad)))
+        elif where == "backprop":
+            by_hand = (by_hand[0], by_hand[1]._replace(b=by_hand[1].b.at[0].set(bad)))
+        else:  # b_2[0] is element 20 + 5 + 15 of θ, checked in full
+            fd = fd.reshape(-1).at[40].set(bad).reshape(fd.shape)
+        return value, reference, by_hand, fd
+
+    return gradients
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize(
+    "where", ["jax.grad", "backprop", "finite differences"], ids=["jax_grad", "backprop", "finite_differences"]
+)
+def test_a_non_finite_gradient_fails_the_check_and_the_report_says_which(monkeypatch, where, bad):
+    monkeypatch.setattr(gradcheck, "_gradients", inject(where, bad))
+    params, batch = small_problem()
+    report = check_gradients(params, batch, activation="tanh")
+    assert not report.passed
+    assert [leaf.non_finite for leaf in report.leaves] == [(), (), (), (where,)]
+    assert [leaf.passed for leaf in report.leaves] == [True, True, True, False]
+    kind = "NaN" if np.isnan(bad) else "inf"
+    checked = " checked" if where == "finite differences" else ""
+    assert report.non_finite == (f"layer 2 b: {where} 1 {kind} of 3{checked}",)
+    assert str(report).splitlines()[-1] == f"non-finite: layer 2 b: {where} 1 {kind} of 3{checked}"
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+def test_a_non_finite_loss_fails_the_check_even_when_every_gradient_agrees(monkeypatch, bad):
+    monkeypatch.setattr(gradcheck, "_gradients", inject("loss", bad))
+    params, batch = small_problem()
+    report = check_gradients(params, batch, activation="tanh")
+    assert not report.passed and all(leaf.passed for leaf in report.leaves)
+    assert report.non_finite == ("the loss is " + ("NaN" if np.isnan(bad) else "inf"),)
+    assert np.isfinite(report.atol)  # an inf loss must not widen the absolute tolerance to inf
+
+
+def test_a_nan_from_jax_grad_alone_fails_the_check():
+    # The untaken sqrt branch of jnp.where has a NaN derivative, and jax.grad multiplies it by 0: NaN. The loss,
+    # finite differences and the hand-written tanh gradient stay finite.
+    def tanh_or_sqrt(z):
+        return jnp.where(z < 50, jnp.tanh(z), jnp.sqrt(z - 50))
+
+    def tanh_backprop(params, batch, **kwargs):
+        return backprop(params, batch, **{**kwargs, "activation": "tanh"})
+
+    params, batch = small_problem()
+    report = check_gradients(params, batch, activation=tanh_or_sqrt, gradient_fn=tanh_backprop)
+    assert np.isfinite(report.loss_value) and not report.passed
+    assert {where for leaf in report.leaves for where in leaf.non_finite} == {"jax.grad"}
+    assert "layer 1 W: jax.grad 20 NaN of 20" in str(report)
+
+
+@pytest.mark.parametrize(
+    "rows_x, rows_y, match",
+    [(0, 0, "`batch` must have at least one row"), (6, 5, "`batch` x and y must have the same number of rows")],
+    ids=["zero_rows", "rows_disagree"],
+)
+def test_check_gradients_rejects_a_batch_without_rows_or_with_mismatched_rows(rows_x, rows_y, match):
+    params, (x, y) = small_problem()
+    with pytest.raises(ValueError, match=match):
+        check_gradients(params, (x[:rows_x], y[:rows_y]))
+
+
+def test_the_cli_rejects_check_samples_0_instead_of_passing_a_nan_loss(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["gradcheck", "--check_samples", "0"])
+    assert exit_info.value.code == 2
+    assert "`batch` must have at least one row" in capsys.readouterr().err
