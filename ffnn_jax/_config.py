@@ -3,6 +3,7 @@
 import dataclasses
 from typing import Any, Callable, Optional, Tuple
 
+import numpy as np
 import optax
 
 from ._errors import check_choice, check_non_negative_int, check_positive_int, check_real
@@ -35,6 +36,8 @@ class TrainConfig:
     beta2: float = 0.999
     epsilon: float = 1e-8
     weight_decay: float = 0.0  # λ of the L2 term (λ/2)Σ‖W‖²; decoupled decay for "adamw"
+    dropout: float | Tuple[float, ...] = 0.0  # drop rate of hidden units while training: one for all, or per layer
+    class_weight: Optional[Any] = None  # classification: "balanced" or {label: weight}, multiplies sample_weight
     lr_schedule: str = "constant"
     lr_decay_rate: float = 0.1  # decay factor r (the power for "invscaling")
     lr_decay_steps: Optional[int] = None  # None: the whole run (step schedule: a third of it)
@@ -85,6 +88,29 @@ class TrainConfig:
             check_real(name, getattr(self, name), low=0.0, high=1.0, high_inclusive=False)
         check_real("epsilon", self.epsilon, low=0.0, low_inclusive=False)
         check_real("weight_decay", self.weight_decay, low=0.0)
+        rates = self.dropout if isinstance(self.dropout, (tuple, list)) else (self.dropout,) * len(sizes)
+        if len(rates) != len(sizes):
+            raise ValueError(
+                f"`dropout` must be one rate or one per hidden layer ({len(sizes)}), got {len(rates)}: {self.dropout!r}"
+            )
+        for i, rate in enumerate(rates):
+            check_real(
+                f"dropout[{i}]" if isinstance(self.dropout, (tuple, list)) else "dropout",
+                rate,
+                low=0.0,
+                high=1.0,
+                high_inclusive=False,
+            )
+        object.__setattr__(self, "dropout", tuple(float(rate) for rate in rates))
+        if self.class_weight is not None and not (
+            self.class_weight == "balanced" or isinstance(self.class_weight, dict)
+        ):
+            raise ValueError(
+                f"`class_weight` must be None, 'balanced' or a dict {{label: weight}}, got {self.class_weight!r}"
+            )
+        if isinstance(self.class_weight, dict):
+            for label, weight in self.class_weight.items():
+                check_real(f"class_weight[{label!r}]", weight, low=0.0)
         object.__setattr__(self, "lr_schedule", check_choice("lr_schedule", self.lr_schedule, SCHEDULES))
         check_real("lr_decay_rate", self.lr_decay_rate, low=0.0)
         check_positive_int("lr_decay_steps", self.lr_decay_steps, allow_none=True)
@@ -124,4 +150,7 @@ class TrainConfig:
             if callable(value) or isinstance(value, optax.GradientTransformation):
                 out[key] = getattr(value, "__name__", type(value).__name__)
         out["hidden_sizes"] = list(self.hidden_sizes)
+        out["dropout"] = list(self.dropout)
+        if isinstance(self.class_weight, dict):  # JSON keys are strings; labels may be ints or bools
+            out["class_weight"] = {str(np.asarray(k).item()): float(v) for k, v in self.class_weight.items()}
         return out

@@ -5,7 +5,7 @@ Every per-example function takes the network's raw scores, never probabilities, 
 sigmoid are folded into the loss in a numerically stable way.
 """
 
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -130,19 +130,22 @@ def objective_and_scores(
     classification: Optional[bool] = None,
     mask: Optional[Array] = None,
     compute_dtype=None,
+    dropout: Sequence[float] = (),
+    key: Optional[Array] = None,
 ) -> Tuple[Array, Array]:
     """:func:`loss` and the scores ``[N, n_out]`` it was computed from (for metrics).
 
     With ``compute_dtype`` (e.g. ``jnp.bfloat16``) the forward pass (and so the backward
     matmuls) runs on copies of params and x in that dtype, while the loss, the penalty and the
-    gradient stay in the params' dtype: mixed precision with float32 master weights.
+    gradient stay in the params' dtype: mixed precision with float32 master weights. ``dropout``
+    and ``key`` go to :func:`forward` (training with dropout).
     """
     x, y = batch
     if compute_dtype is None:
-        scores = forward(params, x, activation=activation)
+        scores = forward(params, x, activation=activation, dropout=dropout, key=key)
     else:
         low = jax.tree_util.tree_map(lambda leaf: leaf.astype(compute_dtype), (params, x))
-        scores = forward(*low, activation=activation).astype(params[-1].W.dtype)
+        scores = forward(*low, activation=activation, dropout=dropout, key=key).astype(params[-1].W.dtype)
     per_example = per_example_loss(scores, y, loss, classification=classification)
     if mask is None:
         data_term = jnp.mean(per_example)

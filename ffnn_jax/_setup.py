@@ -79,6 +79,23 @@ def _task_and_loss(config: TrainConfig, y) -> Tuple[str, str]:
     return task, loss
 
 
+def _with_class_weight(class_weight, codes, classes, w, n: int) -> np.ndarray:
+    """Row weights ``w × class_weight[label]``; "balanced" is n / (k · count(label)), as scikit-learn's."""
+    if codes is None:
+        raise ValueError("`class_weight` needs class labels in `y` (single-label classification)")
+    if class_weight == "balanced":
+        per_class = len(codes) / (len(classes) * np.maximum(np.bincount(codes, minlength=len(classes)), 1))
+    else:
+        unknown = [label for label in class_weight if label not in set(classes.tolist())]
+        if unknown:
+            raise ValueError(
+                f"`class_weight` names labels that are not in `y`: {unknown}; the classes are {classes.tolist()}"
+            )
+        per_class = np.array([float(class_weight.get(label, 1.0)) for label in classes.tolist()])
+    weights = per_class[codes].astype(np.float32 if w is None else w.dtype)
+    return weights if w is None else w * weights
+
+
 def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepared:
     """Validated, split and scaled data; class labels encoded as 0..k−1 (``classes`` decodes them)."""
     dtype = np.dtype(config.dtype)
@@ -92,6 +109,8 @@ def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepar
         if np.shape(y)[0] != len(x):
             raise ValueError(f"`x` and `y` must have the same number of samples, got {len(x)} and {np.shape(y)[0]}")
         y, classes = encode_labels(y, "y", n_classes=config.n_classes)
+    if config.class_weight is not None:
+        w = _with_class_weight(config.class_weight, y if labels else None, classes, w, len(x))
     checks = dict(task=task, n_classes=config.n_classes, multi_label=multi_label, dtype=dtype)
     y = validate_y(y, "y", n_samples=len(x), **checks)
     if loss == "poisson" and np.any(y < 0):
@@ -232,7 +251,7 @@ def setup(
         state = jax.tree_util.tree_map(jnp.array, state)
     elif initial_params is not None:
         state = state._replace(params=jax.tree_util.tree_map(jnp.array, state.params))
-    model = ModelSpec(config.activation, data.loss, data.task == "classification", config.compute_dtype)
+    model = ModelSpec(config.activation, data.loss, data.task == "classification", config.compute_dtype, config.dropout)
     target = config.stopping_threshold
     numbers = stop_numbers(
         min_delta=config.min_delta,

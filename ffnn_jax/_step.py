@@ -14,7 +14,7 @@ and b, and hands back pytrees. The loop over epochs lives in :mod:`ffnn_jax._loo
 """
 
 import functools
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Tuple
 
 import chex
 import jax
@@ -37,6 +37,7 @@ class ModelSpec(NamedTuple):
     loss: str  # canonical loss name
     classification: bool  # squared error on softmax outputs vs raw scores; accuracy is reported
     compute_dtype: Optional[str] = None  # e.g. "bfloat16": forward/backward matmuls in it, master weights kept
+    dropout: Tuple[float, ...] = ()  # drop rate per hidden layer while training (inverted dropout); () none
 
 
 class TrainState(NamedTuple):
@@ -96,9 +97,10 @@ def _all_finite(tree) -> Array:
 
 
 def _candidate_step(
-    state: TrainState, x, y, mask, model: ModelSpec, optimizer, *, check_params: bool = True, unravel=None
+    state: TrainState, x, y, mask, model: ModelSpec, optimizer, *, check_params: bool = True, unravel=None, key=None
 ):
-    """One step from ``state``; ``unravel`` (set when ``state.params`` is the flat θ) rebuilds the pytree."""
+    """One step from ``state``; ``unravel`` (set when ``state.params`` is the flat θ) rebuilds the
+    pytree; ``key`` draws the dropout masks (``model.dropout``)."""
     tx = transformation(optimizer)
 
     def objective(params):
@@ -111,6 +113,8 @@ def _candidate_step(
             classification=model.classification,
             mask=mask,
             compute_dtype=model.compute_dtype,
+            dropout=model.dropout,
+            key=key,
         )
 
     (value, scores), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
@@ -132,14 +136,14 @@ def make_step(model: ModelSpec, optimizer, *, check_params: bool = True, unravel
     """The pure training step ``step(state, (x, y, mask), active=True) -> (state, StepMetrics)``.
 
     A step whose loss (or, with ``check_params``, new parameters) is not finite, or one taken
-    while ``active`` is False, is not applied. :func:`make_train_step` jits this function; the
+    while ``active`` is False, is not applied. ``key`` draws the step's dropout masks. :func:`make_train_step` jits this function; the
     epoch scans it (testing the loss only, and on the flat θ when ``unravel`` is given).
     """
 
-    def step(state: TrainState, batch, active=True):
+    def step(state: TrainState, batch, active=True, key=None):
         x, y, mask = batch
         candidate, metrics = _candidate_step(
-            state, x, y, mask, model, optimizer, check_params=check_params, unravel=unravel
+            state, x, y, mask, model, optimizer, check_params=check_params, unravel=unravel, key=key
         )
         return _select(metrics.finite & active, candidate, state), metrics
 
@@ -233,7 +237,10 @@ def _epoch(
     n = x.shape[0]
     n_batches = -(-n // batch_size)
     padded = n_batches * batch_size
-    key, order_key = jax.random.split(state.key)
+    if any(model.dropout):  # a third stream for the masks (runs without dropout keep their data order)
+        key, order_key, dropout_key = jax.random.split(state.key, 3)
+    else:
+        (key, order_key), dropout_key = jax.random.split(state.key), None
     order = permutation(order_key, n) if shuffle else jnp.arange(n)
     index = jnp.concatenate([order, jnp.zeros((padded - n,), order.dtype)]).reshape(n_batches, batch_size)
     mask = (jnp.arange(padded) < n).astype(x.dtype).reshape(n_batches, batch_size)
@@ -250,18 +257,20 @@ def _epoch(
 
     def body(carry, batch):
         state, sums, diverged_at = carry
-        rows, row_mask = batch
+        rows, row_mask, *batch_index = batch
         weights = row_mask if sample_weight is None else row_mask * sample_weight[rows]
         active = diverged_at < 0  # after a non-finite step the epoch stops updating
         diverged_at_before, step_before = diverged_at, state.step
-        state, m = step(state, (x[rows], y[rows], weights), active)
+        key = None if dropout_key is None else jax.random.fold_in(dropout_key, batch_index[0])
+        state, m = step(state, (x[rows], y[rows], weights), active, key)
         ok = m.finite & active
         diverged_at = jnp.where(~m.finite & active, step_before, diverged_at_before)
         sums = tuple(s + jnp.where(ok, v, 0.0).astype(jnp.float32) for s, v in zip(sums, m[:3]))
         return (state, sums, diverged_at), None
 
     init = (state._replace(key=key), (zero, zero, zero), jnp.asarray(-1, jnp.int32))
-    (state, sums, diverged_at), _ = jax.lax.scan(body, init, (index, mask))
+    batches = (index, mask) if dropout_key is None else (index, mask, jnp.arange(n_batches))
+    (state, sums, diverged_at), _ = jax.lax.scan(body, init, batches)
     if unravel is not None:
         opt_state = _map_param_trees(unravel, start_opt_state, state.opt_state, params_def)
         state = state._replace(params=unravel(state.params), opt_state=opt_state)

@@ -53,6 +53,7 @@ CASES = {
     "rmsprop-lr-plateau": dict(optimizer="rmsprop", learning_rate=0.01, reduce_lr_factor=0.5, reduce_lr_patience=1),
     "adam-cosine-schedule": dict(optimizer="adam", learning_rate=0.01, lr_schedule="cosine", warmup_steps=5),
     "adam-larger-network": dict(optimizer="adam", learning_rate=0.005, hidden_sizes=(200, 100)),  # per-leaf path
+    "adam-dropout": dict(optimizer="adam", learning_rate=0.01, dropout=0.3),  # the masks' key is in the run
 }
 
 
@@ -264,3 +265,20 @@ def test_a_diverged_checkpointed_run_keeps_its_last_finite_params_and_says_so_ag
         ffnn_jax.train(x, y, checkpoint_dir=str(tmp_path), resume=True, **settings)
     assert (again.value.epoch, again.value.step) == (first.value.epoch, first.value.step)
     assert_trees_all_equal(again.value.params, first.value.params)
+
+
+def test_load_model_of_a_standardized_params_file_applies_the_scaling_without_a_warning(tmp_path):
+    import warnings
+
+    x, y = _data()
+    result = ffnn_jax.train(x * 20 + 3, y, hidden_sizes=(8,), epochs=2, standardize=True)
+    meta = {"model": ffnn_jax._saved_model.model_metadata(
+        result.config.to_dict(), result.task, result.model.loss, result.standardizer, result.classes
+    )}  # fmt: skip
+    ffnn_jax.save_params(str(tmp_path / "params.npz"), result.params, metadata=meta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = ffnn_jax.load_model(str(tmp_path / "params.npz"))
+    np.testing.assert_array_equal(model.predict(x * 20 + 3), result.predict(x * 20 + 3))
+    with pytest.warns(UserWarning, match="standardized inputs"):
+        ffnn_jax.load_params(str(tmp_path / "params.npz"))
