@@ -4,6 +4,11 @@ The estimators are the only stateful objects: they check inputs with scikit-lear
 encode labels, turn scikit-learn's hyperparameters into one :func:`train` call (or one
 :func:`~ffnn_jax._lbfgs.minimize_lbfgs` call for ``solver="lbfgs"``) and keep the result as NumPy
 arrays, so they pickle and clone. How the settings map is told in :mod:`ffnn_jax.estimators`.
+
+Sparse ``X`` (scipy CSR or CSC) is never densified as a whole by ``predict``: its first layer is
+a sparse-dense product. ``fit`` needs a dense array (:func:`train` places ``x`` on the device),
+so it writes one float32 copy a block of rows at a time, refusing past
+``SPARSE_FIT_MAX_DENSE_BYTES``.
 """
 
 import numbers
@@ -14,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import scipy.sparse
 import scipy.special
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
@@ -43,6 +49,35 @@ NUMPY_ACTIVATIONS = {
     "tanh": np.tanh,
     "relu": lambda a: np.maximum(a, 0),
 }
+SPARSE_FIT_MAX_DENSE_BYTES = 1 << 30  # largest dense float32 copy fit makes of a sparse X (1 GiB)
+DENSIFY_BLOCK_BYTES = 1 << 24  # a sparse X is densified in blocks of rows of about 16 MiB
+
+
+def check_sparse_fit_size(X) -> None:
+    """Refuses a sparse ``X`` [n, d] whose dense float32 copy (what fit trains on) would exceed
+    ``SPARSE_FIT_MAX_DENSE_BYTES``, before anything is allocated."""
+    dense, limit = 4 * X.shape[0] * X.shape[1], SPARSE_FIT_MAX_DENSE_BYTES
+    if dense > limit:
+        raise ValueError(
+            f"`X` is a sparse matrix of shape {X.shape} ({X.nnz} stored values); fit trains on a dense float32 "
+            f"copy of it, which would take {dense / 2**20:,.1f} MiB, above the limit for sparse input of "
+            f"{limit / 2**20:,.1f} MiB (SPARSE_FIT_MAX_DENSE_BYTES). Reduce the features (e.g. feature selection "
+            "or TruncatedSVD), fit on fewer rows, or pass X.toarray() to train on the dense array anyway."
+        )
+
+
+def dense_float32(X, *, block_bytes: int = DENSIFY_BLOCK_BYTES) -> np.ndarray:
+    """``X`` [n, d] as a dense float32 array: a sparse ``X`` is written a block of rows at a time
+    (each about ``block_bytes`` in its own dtype, then rounded to float32), so the result is the
+    only full-size array made, with the values ``np.asarray(X.toarray(), np.float32)`` has."""
+    if not scipy.sparse.issparse(X):
+        return np.asarray(X, np.float32)
+    X = X.tocsr()  # row blocks (a CSC X is converted once, O(stored values))
+    dense = np.empty(X.shape, np.float32)
+    rows = max(1, block_bytes // (X.dtype.itemsize * max(1, X.shape[1])))
+    for start in range(0, X.shape[0], rows):
+        dense[start : start + rows] = X[start : start + rows].toarray()
+    return dense
 
 
 def glorot_logistic(key, shape, dtype):
@@ -122,7 +157,8 @@ class _BaseMLP(BaseEstimator):
         """Fits the network (from scratch, or from the current weights with ``warm_start``).
 
         Args:
-          X: inputs [n, d] (dense or scipy sparse).
+          X: inputs [n, d], dense or scipy sparse (trained on a dense float32 copy, made a block of
+            rows at a time, of at most ``SPARSE_FIT_MAX_DENSE_BYTES``).
           y: labels [n] or 0/1 indicators [n, k] (classifier); targets [n] or [n, k] (regressor).
           sample_weight: optional [n] non-negative row weights.
 
@@ -130,7 +166,8 @@ class _BaseMLP(BaseEstimator):
           ``self``, fitted.
 
         Raises:
-          ValueError: invalid data or parameters (naming them), or a diverging solver.
+          ValueError: invalid data or parameters (naming them), a sparse ``X`` too large to
+            densify, or a diverging solver.
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
@@ -146,7 +183,11 @@ class _BaseMLP(BaseEstimator):
             self, X, y, accept_sparse=["csr", "csc"], multi_output=True, dtype=(np.float64, np.float32),
             y_numeric=not is_classifier(self), reset=first_pass,
         )  # fmt: skip
-        X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, np.float32)
+        if scipy.sparse.issparse(X):  # densified after the validation split (one float32 copy in all)
+            check_sparse_fit_size(X)
+            X = X.tocsr()
+        else:
+            X = np.asarray(X, np.float32)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         targets, loss, out_activation, n_outputs = self._encode_targets(y, incremental)
@@ -192,6 +233,7 @@ class _BaseMLP(BaseEstimator):
     def _fit_lbfgs(self, X, targets, sample_weight, params, sizes, seed, *, activation, loss, scale):
         if params is None:
             params = init_params(jax.random.key(seed), sizes, init=self._init_scheme())
+        X = dense_float32(X)
         weights = np.ones(len(X), np.float32) if sample_weight is None else sample_weight
         result = minimize_lbfgs(
             params, X, targets, weights, activation=activation, loss=loss, classification=is_classifier(self),
@@ -241,11 +283,12 @@ class _BaseMLP(BaseEstimator):
             split = train_test_split(*arrays, random_state=seed, test_size=self.validation_fraction, stratify=stratify)
             X, X_val, targets, y_val = split[:4]
             sample_weight = None if sample_weight is None else split[4]
-            if len(X_val) < 2:
+            if X_val.shape[0] < 2:
                 raise ValueError(
                     "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
                 )
-            validation_data = (X_val, y_val)
+            validation_data = (dense_float32(X_val), y_val)
+        X = dense_float32(X)
         n = len(X)
         if self.batch_size == "auto":
             batch_size = min(200, n)
@@ -314,7 +357,10 @@ class _BaseMLP(BaseEstimator):
         return on_epoch
 
     def _scores(self, X) -> np.ndarray:
-        """Last-layer outputs before the output activation, float64 [n, n_outputs]."""
+        """Last-layer outputs before the output activation, float64 [n, n_outputs].
+
+        A sparse ``X`` stays sparse: the first layer is a sparse-dense product, dense from [n, h1] on.
+        """
         check_is_fitted(self)
         h = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         hidden = NUMPY_ACTIVATIONS[self.activation]

@@ -39,6 +39,13 @@ How scikit-learn's settings map (n_b rows in a batch, w̄ their mean weight):
 - Weights start as scikit-learn's Glorot uniform; biases at 0 (scikit-learn draws them too).
 - Training runs in float32; predictions are float64 NumPy from ``coefs_``, so they do not
   depend on how rows are batched.
+- Sparse ``X`` (scipy CSR or CSC; other formats become CSR, as in scikit-learn): ``predict``,
+  ``predict_proba`` and ``score`` keep it sparse (the first layer is a sparse-dense product).
+  ``fit`` and ``partial_fit`` train on a dense float32 copy, since :func:`ffnn_jax.train` holds
+  ``x`` on the device as one array; it is written a block of rows at a time (after the
+  ``early_stopping`` split), so it is the one full-size copy, and its weights are those of a fit
+  on the same dense array. A copy over ``_estimator.SPARSE_FIT_MAX_DENSE_BYTES`` (1 GiB) is
+  refused with a ``ValueError`` before anything is allocated (pass ``X.toarray()`` to go ahead).
 """
 
 from ._estimator import MLPClassifier as MLPClassifier

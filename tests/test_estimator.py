@@ -1,15 +1,17 @@
 """Tests of the scikit-learn estimators: sklearn's own check suite, parity of the objective and
 of SGD steps with scikit-learn's MLP, label handling, partial_fit, L-BFGS limits and the
-model-selection tools. Shapes are shared between tests so that compiled programs are reused."""
+model-selection tools, and sparse input. Shapes are shared between tests so that compiled programs are reused."""
 
 import inspect
 import pickle
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import optax
 import pytest
+import scipy.sparse
 from sklearn.base import clone, is_classifier
 from sklearn.datasets import load_iris, make_blobs, make_regression
 from sklearn.exceptions import ConvergenceWarning
@@ -25,7 +27,8 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
-from ffnn_jax._estimator import epoch_inverse_scaling
+from ffnn_jax import _estimator
+from ffnn_jax._estimator import dense_float32, epoch_inverse_scaling
 from ffnn_jax._lbfgs import _solve
 from ffnn_jax._step import run_epoch
 from ffnn_jax.estimators import MLPClassifier, MLPRegressor
@@ -381,3 +384,113 @@ def test_sample_weights_equal_repeated_rows_to_float32_precision(estimator, seed
     method = "predict_proba" if is_classifier(estimator) else "predict"
     np.testing.assert_allclose(getattr(weighted, method)(X), getattr(repeated, method)(X), rtol=2e-6)
     assert not np.allclose(getattr(clone(estimator).fit(X, y), method)(X), getattr(repeated, method)(X), rtol=2e-6)
+
+
+def _sparsified(X, seed=0):
+    """``X`` with about half its entries set to 0 (kept dense)."""
+    return np.where(np.random.default_rng(seed).random(X.shape) < 0.5, 0.0, X)
+
+
+def _traced_peak(call) -> int:
+    """Peak bytes allocated through Python's allocators (NumPy's arrays included) during ``call()``."""
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize(
+    "kind, changes",
+    [
+        ("classifier", {}),
+        ("classifier", dict(solver="lbfgs")),
+        ("classifier", dict(early_stopping=True)),
+        ("regressor", {}),
+        ("regressor", dict(solver="lbfgs")),
+    ],
+    ids=["classifier_adam", "classifier_lbfgs", "classifier_early_stopping", "regressor_adam", "regressor_lbfgs"],
+)
+def test_sparse_fit_and_predict_give_the_dense_results(blobs, regression, kind, changes, fmt):
+    (X, y), estimator = (blobs, MLPClassifier) if kind == "classifier" else (regression, MLPRegressor)
+    X = _sparsified(X)
+    sparse = scipy.sparse.csr_matrix(X).asformat(fmt)
+    dense_fit = estimator(**small(**changes)).fit(X, y)
+    sparse_fit = estimator(**small(**changes)).fit(sparse, y)
+    # The trainer gets the same float32 array either way, so the weights are the same bits.
+    for mine, reference in zip(sparse_fit.coefs_ + sparse_fit.intercepts_, dense_fit.coefs_ + dense_fit.intercepts_):
+        np.testing.assert_array_equal(mine, reference)
+    assert sparse_fit.loss_curve_ == dense_fit.loss_curve_
+    # Prediction is float64 either way; a sparse-dense product sums in another order than BLAS.
+    methods = ["predict", "predict_proba", "predict_log_proba"] if kind == "classifier" else ["predict"]
+    for method in methods:
+        np.testing.assert_allclose(
+            getattr(sparse_fit, method)(sparse), getattr(dense_fit, method)(X), rtol=1e-12, atol=1e-12
+        )
+    assert sparse_fit.score(sparse, y) == pytest.approx(dense_fit.score(X, y), rel=1e-12)
+
+
+@pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor], ids=["classifier", "regressor"])
+def test_sparse_partial_fit_gives_the_dense_results(blobs, estimator):
+    X, y = blobs
+    X = _sparsified(X)
+    y = y if estimator is MLPClassifier else y.astype(float)
+    extra = dict(classes=[0, 1, 2]) if estimator is MLPClassifier else {}
+    dense_fit, sparse_fit = estimator(**SMALL), estimator(**SMALL)
+    for _ in range(2):
+        dense_fit.partial_fit(X, y, **extra)
+        sparse_fit.partial_fit(scipy.sparse.csr_matrix(X), y, **extra)
+    for mine, reference in zip(sparse_fit.coefs_ + sparse_fit.intercepts_, dense_fit.coefs_ + dense_fit.intercepts_):
+        np.testing.assert_array_equal(mine, reference)
+
+
+def test_dense_float32_writes_blocks_of_rows_with_the_values_of_toarray():
+    rows, cols = [0, 0, 3, 5, 5], [1, 1, 2, 0, 3]  # a repeated entry (0, 1): stored twice, summed
+    values = np.array([0.1, 0.2, 1 / 3, -2.0, 1e-40])
+    for sparse in [scipy.sparse.coo_matrix((values, (rows, cols)), shape=(7, 4)).asformat(f) for f in ("csr", "csc")]:
+        expected = np.asarray(sparse.toarray(), np.float32)
+        for block_bytes in (1, 64, 1 << 20):  # one row, two rows, everything per block
+            dense = dense_float32(sparse, block_bytes=block_bytes)
+            assert dense.dtype == np.float32
+            np.testing.assert_array_equal(dense, expected)
+    wide = scipy.sparse.random(2000, 4000, density=1e-3, format="csr", random_state=0)  # float64
+    result, block = 4 * 2000 * 4000, 1 << 20
+    peak = _traced_peak(lambda: dense_float32(wide, block_bytes=block))
+    assert result <= peak < result + 2 * block  # the float32 result and one float64 block, not a float64 copy
+
+
+def test_sparse_predict_does_not_materialise_the_dense_matrix():
+    n_features = 20_000
+    fit_rows = scipy.sparse.random(60, n_features, density=2e-3, format="csr", random_state=0)
+    y = np.arange(60) % 3
+    clf = MLPClassifier(**SMALL).fit(fit_rows, y)
+    wide = scipy.sparse.random(2000, n_features, density=2.5e-4, format="csr", random_state=1)
+    dense_bytes = 8 * wide.shape[0] * wide.shape[1]  # float64, 320 MB
+    for X in (wide, wide.tocsc()):
+        for call in (clf.predict, clf.predict_proba, lambda X: clf.score(X, np.arange(2000) % 3)):
+            assert _traced_peak(lambda: call(X)) < dense_bytes / 100
+    head = wide[:100]
+    np.testing.assert_allclose(clf.predict_proba(head), clf.predict_proba(head.toarray()), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("fitting", ["fit", "partial_fit"])
+def test_sparse_fits_too_large_to_densify_are_refused_before_anything_trains(blobs, monkeypatch, fitting):
+    X, y = blobs
+    sparse = scipy.sparse.csr_matrix(_sparsified(X))
+    extra = dict(classes=[0, 1, 2]) if fitting == "partial_fit" else {}
+    monkeypatch.setattr(_estimator, "SPARSE_FIT_MAX_DENSE_BYTES", 4 * X.size - 1)
+    clf = MLPClassifier(**SMALL)
+    with pytest.raises(ValueError, match=r"shape \(90, 4\).*dense float32 copy.*SPARSE_FIT_MAX_DENSE_BYTES.*toarray"):
+        getattr(clf, fitting)(sparse, y, **extra)
+    assert not hasattr(clf, "coefs_")
+    getattr(clf, fitting)(sparse.toarray(), y, **extra)  # the dense array is taken as it is
+    monkeypatch.setattr(_estimator, "SPARSE_FIT_MAX_DENSE_BYTES", 4 * X.size)
+    getattr(MLPClassifier(**SMALL), fitting)(sparse, y, **extra)  # exactly at the limit: densified
+
+
+def test_default_limit_refuses_a_huge_sparse_fit_without_allocating_it():
+    huge = scipy.sparse.csr_matrix(([1.0], ([0], [0])), shape=(100_000, 1_000_000))  # 400 GB dense
+    with pytest.raises(ValueError, match=r"381,469.7 MiB, above the limit for sparse input of 1,024.0 MiB"):
+        MLPRegressor(**SMALL).fit(huge, np.zeros(100_000))
