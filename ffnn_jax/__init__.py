@@ -31,6 +31,8 @@ from ._params import ravel as ravel
 from ._run_checkpoint import CheckpointError as CheckpointError
 from ._saved_model import load_model as load_model
 from ._step import TrainState as TrainState
+from ._sweep import SweepResult as SweepResult
+from ._sweep import sweep as sweep
 from ._step import init_train_state as init_train_state
 from ._step import make_train_step as make_train_step
 from ._train import TrainingDivergedError as TrainingDivergedError

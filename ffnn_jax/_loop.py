@@ -118,8 +118,7 @@ def _one_epoch(run: RunState, train_data: tuple, val_data: Optional[tuple], numb
     return run, row
 
 
-@functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=0)
-def run_epochs(
+def _run_epochs(
     run: RunState,
     train_data: tuple,
     val_data: Optional[tuple],
@@ -151,3 +150,20 @@ def run_epochs(
     _, run, rows = jax.lax.while_loop(keep_going, body, (jnp.zeros((), jnp.int32), run, rows))
     flags = jnp.stack([run.epoch, run.stopped, run.diverged, run.diverged_step, run.best_epoch]).astype(jnp.int32)
     return run, (rows, flags)
+
+
+run_epochs = functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=0)(_run_epochs)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "data_axis"), donate_argnums=0)
+def run_members(runs: RunState, train_data, val_data, n_epochs: Array, numbers: StopNumbers, *, spec: RunSpec,
+                data_axis: Optional[int]):  # fmt: skip
+    """:func:`run_epochs` over a leading member axis: many networks in one program (a sweep).
+
+    ``runs``, ``n_epochs`` [members] and ``numbers`` carry the member axis; the data are shared
+    (``data_axis`` None) or stacked per member (0). A member whose ``n_epochs`` is 0, or that has
+    stopped or diverged, runs no further epochs while the others go on.
+    """
+    one = functools.partial(_run_epochs, spec=spec)
+    axes = (0, data_axis, data_axis, 0, 0)
+    return jax.vmap(one, in_axes=axes)(runs, train_data, val_data, n_epochs, numbers)

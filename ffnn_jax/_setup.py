@@ -221,8 +221,10 @@ def setup(
     initial_params: Optional[Params] = None,
     initial_state: Optional[TrainState] = None,
     has_callbacks: bool = False,
+    placed: Optional[Tuple[tuple, Optional[tuple]]] = None,
 ) -> Setup:
-    """The spec, stopping numbers, initial run and device data of a :func:`ffnn_jax.train` call."""
+    """The spec, stopping numbers, initial run and device data of a :func:`ffnn_jax.train` call
+    (``placed``: the data already on the device, as :func:`place` returns it for ``data``)."""
     monitor = _monitor(config, data)
     sizes = (data.x.shape[1], *config.hidden_sizes, data.n_out)
     init_key, order_key = jax.random.split(jax.random.key(config.seed))
@@ -271,11 +273,17 @@ def setup(
         track_best=track_best,
         chunk=1 if has_callbacks else epochs_per_dispatch(state.params, n),
     )
-    # Wait for the copy here, or it lands in the first epoch's history["time_s"].
-    train_data = jax.block_until_ready(jax.device_put((data.x, data.y, data.sample_weight)))
-    val_data = None if data.x_val is None else jax.device_put((data.x_val, data.y_val))
+    train_data, val_data = place(data) if placed is None else placed
     names = history_names(model, val_data is not None, state.opt_state)
     return Setup(spec, init_run_state(state, track_best=track_best), numbers, train_data, val_data, names)
+
+
+def place(data: Prepared) -> Tuple[tuple, Optional[tuple]]:
+    """The training and validation arrays on the device (waited for: a copy left running would land
+    in the first epoch's time)."""
+    train_data = jax.block_until_ready(jax.device_put((data.x, data.y, data.sample_weight)))
+    val_data = None if data.x_val is None else jax.device_put((data.x_val, data.y_val))
+    return train_data, val_data
 
 
 def describe_data(data: Prepared) -> dict:

@@ -169,10 +169,15 @@ def _train(config, x, y, validation_data, callbacks, sample_weight, initial_para
     if saved is not None:
         run, history = resumed(restore_into(run, saved), run), {k: list(v) for k, v in saved.meta["history"].items()}
     run, history = _run_chunks(run, history, setup_, config.epochs, callbacks, store, about, checkpoint_every)
+    return make_result(config, data, setup_.spec, run, history)
+
+
+def make_result(config: TrainConfig, data: Prepared, spec, run: RunState, history: dict) -> TrainResult:
+    """The :class:`TrainResult` of a finished run."""
     best_epoch, epoch = int(run.best_epoch), int(run.epoch)
     return TrainResult(
         params=returned_params(run),
-        model=setup_.spec.model,
+        model=spec.model,
         task=data.task,
         standardizer=data.standardizer,
         l2=0.0 if config.optimizer == "adamw" else config.weight_decay,
@@ -183,6 +188,17 @@ def _train(config, x, y, validation_data, callbacks, sample_weight, initial_para
         best_epoch=best_epoch if run.best_params is not None and best_epoch > 0 else epoch,
         stopped_early=bool(run.stopped),
     )
+
+
+def append_rows(history: dict, names, rows: np.ndarray, before: int, after: int, seconds: float) -> list:
+    """Adds the history rows of epochs ``before+1..after`` (``rows`` [names, chunk]); returns them."""
+    added = []
+    for i in range(after - before):
+        row = {"epoch": before + i + 1, **dict(zip(names, rows[:, i].tolist())), "time_s": seconds}
+        for name, value in row.items():
+            history.setdefault(name, []).append(value)
+        added.append(row)
+    return added
 
 
 def _check_checkpointing(checkpoint_dir, checkpoint_every, keep_checkpoints, resume) -> None:
@@ -262,10 +278,7 @@ def _run_chunks(run: RunState, history: dict, setup_: Setup, epochs: int, callba
                 rows, flags = jax.device_get(packed)
                 epoch, stopped, diverged, diverged_step, _ = (int(flag) for flag in flags)
                 seconds = (time.perf_counter() - start) / max(1, epoch - before)
-                for i in range(epoch - before):
-                    row = {"epoch": before + i + 1, **dict(zip(setup_.names, rows[:, i].tolist())), "time_s": seconds}
-                    for name, value in row.items():
-                        history.setdefault(name, []).append(value)
+                for row in append_rows(history, setup_.names, rows, before, epoch, seconds):
                     if any(callback(row["epoch"], dict(row)) is True for callback in callbacks):
                         stopped, run = True, run._replace(stopped=jnp.ones((), bool))
                 finished = epoch >= epochs or stopped or diverged

@@ -1,0 +1,143 @@
+"""sweep(): many networks in one compiled program; each member is the train() run it stands for."""
+
+import jax
+import numpy as np
+import pytest
+from helpers import assert_trees_all_close, assert_trees_all_equal
+from test_train import _CompileCounter
+
+import ffnn_jax
+from ffnn_jax._sweep import expand_grid
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = ffnn_jax.load_digits()
+    return np.asarray(x)[:600], np.asarray(y)[:600]
+
+
+BASE = dict(hidden_sizes=(16,), epochs=3, batch_size=32)
+
+
+def _same_as_standalone(member, standalone):
+    assert_trees_all_equal(member.params, standalone.params)
+    assert_trees_all_equal(member.state.opt_state, standalone.state.opt_state)
+    assert member.history["train_loss"] == standalone.history["train_loss"]
+
+
+NUMERIC = {
+    "learning_rate": ("adam", [1e-3, 3e-2]),
+    "weight_decay": ("adam", [1e-4, 1e-2]),
+    "momentum": ("momentum", [0.5, 0.95]),
+    "beta": ("rmsprop", [0.8, 0.99]),
+    "beta1": ("adam", [0.8, 0.95]),
+    "beta2": ("adam", [0.99, 0.9999]),
+    "epsilon": ("adam", [1e-8, 1e-3]),
+    "max_grad_norm": ("adam", [0.1, 1.0]),
+    "seed": ("adam", [0, 5]),
+}
+
+
+@pytest.mark.parametrize("name", list(NUMERIC))
+def test_a_member_equals_the_standalone_train_call(digits, name):
+    x, y = digits
+    optimizer, values = NUMERIC[name]
+    settings = dict(BASE, optimizer=optimizer, learning_rate=1e-2, validation_fraction=0.2)
+    result = ffnn_jax.sweep(x, y, grid={name: values}, **settings)
+    assert result.programs == 1
+    for value, member in zip(values, result.results):
+        standalone = ffnn_jax.train(x, y, **{**settings, name: value})
+        if name == "max_grad_norm":  # the global norm is a reduction that vmap batches: other summation order
+            assert_trees_all_close(member.params, standalone.params, rtol=1e-5, atol=1e-6)
+        else:
+            _same_as_standalone(member, standalone)
+
+
+def test_members_mixing_zero_and_positive_weight_decay_agree_to_rounding(digits):
+    x, y = digits
+    settings = dict(BASE, optimizer="adam", learning_rate=1e-2)
+    result = ffnn_jax.sweep(x, y, grid={"weight_decay": [0.0, 1e-3]}, **settings)
+    for value, member in zip([0.0, 1e-3], result.results):
+        standalone = ffnn_jax.train(x, y, **{**settings, "weight_decay": value})
+        # the λ = 0 gate is a branch alone and a select under vmap: the same sums, other fusion
+        assert_trees_all_close(member.params, standalone.params, rtol=1e-5, atol=1e-6)
+
+
+def test_grids_expand_as_a_product_or_a_list_and_unknown_names_are_refused():
+    assert expand_grid({"learning_rate": [1, 2], "seed": [0, 1, 2]})[:2] == [
+        {"learning_rate": 1, "seed": 0},
+        {"learning_rate": 1, "seed": 1},
+    ]
+    assert len(expand_grid({"learning_rate": [1, 2], "seed": [0, 1, 2]})) == 6
+    assert expand_grid([{"seed": 1}, {"seed": 2, "epochs": 4}]) == [{"seed": 1}, {"seed": 2, "epochs": 4}]
+    with pytest.raises(ValueError, match=r"unknown settings \['learnin_rate'\]"):
+        expand_grid({"learnin_rate": [1e-3]})
+    with pytest.raises(ValueError, match=r"`grid\['seed'\]` must be a non-empty list"):
+        expand_grid({"seed": []})
+    with pytest.raises(ValueError, match="`learning_rate` must be"):
+        ffnn_jax.sweep(np.ones((4, 2)), np.array([0, 1, 0, 1]), grid={"learning_rate": [-1.0]})
+
+
+def test_settings_that_change_structure_make_one_program_each(digits):
+    x, y = digits
+    grid = {"hidden_sizes": [(8,), (16,)], "optimizer": ["sgd", "adam"], "learning_rate": [1e-2, 1e-1]}
+    result = ffnn_jax.sweep(x, y, grid=grid, epochs=2)
+    assert result.programs == 4 and len(result.table) == 8
+    assert [r.layer_sizes[1] for r in result.results] == [8, 8, 8, 8, 16, 16, 16, 16]
+    standalone = ffnn_jax.train(x, y, hidden_sizes=(16,), optimizer="sgd", learning_rate=1e-1, epochs=2)
+    _same_as_standalone(result.results[5], standalone)
+
+
+def test_early_stopping_is_per_member_and_a_stopped_member_keeps_its_best(digits):
+    x, y = digits
+    settings = dict(BASE, optimizer="adam", learning_rate=5e-2, epochs=30, validation_fraction=0.3, early_stopping=True)
+    result = ffnn_jax.sweep(x, y, grid={"patience": [0, 25]}, **settings)
+    quick, patient = result.results
+    assert len(quick.history["epoch"]) < len(patient.history["epoch"])
+    assert result.table[0]["status"].startswith("stopped early at epoch")
+    _same_as_standalone(quick, ffnn_jax.train(x, y, **{**settings, "patience": 0}))
+
+
+def test_a_diverging_member_is_masked_and_reported_and_never_raises(digits):
+    x, _ = digits
+    y = x.sum(axis=1) * 100.0
+    settings = dict(BASE, activation="identity", optimizer="sgd", epochs=6)
+    result = ffnn_jax.sweep(x, y, grid={"learning_rate": [1e-6, 10.0]}, **settings)
+    assert result.table[1]["status"].startswith("diverged at epoch")
+    assert result.table[0]["status"] == "ok" and result.best_index == 0
+    standalone = ffnn_jax.train(x, y, **{**settings, "learning_rate": 1e-6})
+    assert_trees_all_close(result.results[0].params, standalone.params, rtol=1e-5, atol=1e-7)  # regression: see README
+    with pytest.raises(ffnn_jax.TrainingDivergedError):
+        ffnn_jax.train(x, y, **{**settings, "learning_rate": 10.0})
+
+
+def test_k_fold_members_report_mean_and_std_and_the_best_point_is_refit(digits):
+    x, y = digits
+    settings = dict(BASE, optimizer="adam")
+    result = ffnn_jax.sweep(x, y, grid={"learning_rate": [1e-4, 3e-2]}, folds=3, **settings)
+    assert len(result.results) == 6 and len(result.table) == 2
+    row = result.table[1]
+    folds = [r.history["val_accuracy"][-1] for r in result.results[3:]]
+    assert row["final_val_accuracy"] == pytest.approx(np.mean(folds)) and row["final_val_accuracy_std"] >= 0
+    assert result.best_index == 1 and result.table[1]["final_val_accuracy"] > result.table[0]["final_val_accuracy"]
+    assert result.best.config.learning_rate == 3e-2 and "val_loss" not in result.best.history  # refit on all rows
+    assert sum(len(r.history["epoch"]) for r in result.results) == 6 * settings["epochs"]
+
+
+def test_the_same_sweep_with_other_values_compiles_nothing(digits):
+    x, y = digits
+    settings = dict(BASE, optimizer="adam", validation_fraction=0.2)
+    with _CompileCounter() as first:
+        ffnn_jax.sweep(x, y, grid={"learning_rate": [1e-3, 1e-2], "weight_decay": [1e-4, 1e-3]}, **settings)
+    with _CompileCounter() as second:
+        ffnn_jax.sweep(x, y, grid={"learning_rate": [5e-3, 2e-2], "weight_decay": [1e-5, 1e-2]}, **settings)
+    assert first.count >= 1 and second.count == 0
+
+
+def test_the_table_goes_to_csv(tmp_path, digits):
+    x, y = digits
+    result = ffnn_jax.sweep(x, y, grid={"learning_rate": [1e-3, 1e-2]}, **BASE)
+    path = result.to_csv(str(tmp_path / "sweep.csv"))
+    lines = open(path).read().splitlines()
+    assert lines[0].startswith("learning_rate,status,epochs_run,best_epoch,final_train_loss") and len(lines) == 3
+    assert jax.tree_util.tree_structure(result.best.params) == jax.tree_util.tree_structure(result.results[0].params)
