@@ -16,6 +16,7 @@ from ._data import load_digits as load_digits
 from ._data import load_mnist as load_mnist
 from ._data import one_hot as one_hot
 from ._data import train_test_split as train_test_split
+from ._download import CLASS_NAMES as CLASS_NAMES
 from ._gradcheck import GradientReport as GradientReport
 from ._gradcheck import check_gradients as check_gradients
 from ._inference import TrainedModel as TrainedModel
@@ -31,10 +32,10 @@ from ._params import ravel as ravel
 from ._run_checkpoint import CheckpointError as CheckpointError
 from ._saved_model import load_model as load_model
 from ._step import TrainState as TrainState
-from ._sweep import SweepResult as SweepResult
-from ._sweep import sweep as sweep
 from ._step import init_train_state as init_train_state
 from ._step import make_train_step as make_train_step
+from ._sweep import SweepResult as SweepResult
+from ._sweep import sweep as sweep
 from ._train import TrainingDivergedError as TrainingDivergedError
 from ._train import TrainingInterrupted as TrainingInterrupted
 from ._train import TrainResult as TrainResult

@@ -129,6 +129,8 @@ class TrainConfig:
         check_positive_int("epochs", self.epochs)
         check_positive_int("batch_size", self.batch_size, allow_none=True)
         check_non_negative_int("seed", self.seed)
+        if self.seed >= 2**63:
+            raise ValueError(f"`seed` must be < 2**63 (a 64-bit PRNG seed), got {self.seed}")
         check_real("validation_fraction", self.validation_fraction, low=0.0, high=1.0, high_inclusive=False)
         check_non_negative_int("patience", self.patience)
         check_real("min_delta", self.min_delta, low=0.0)

@@ -8,11 +8,15 @@ import csv
 import gzip
 import os
 import struct
+import zipfile
+import zlib
 from importlib import resources
+from numbers import Integral
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from ._download import load_official
 from ._errors import check_real
 
 
@@ -123,25 +127,63 @@ def one_hot(labels: np.ndarray, n_classes: int, dtype=np.float32) -> np.ndarray:
     return np.eye(n_classes, dtype=dtype)[np.asarray(labels)]
 
 
-def split_indices(n: int, fraction: float, *, seed: int, stratify: Optional[np.ndarray] = None):
-    """Returns (keep, held_out) index arrays; ``held_out`` has ⌈fraction·n⌉ rows (≥ 1).
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
 
-    With ``stratify`` (labels [n]) each class contributes in proportion to its size (every class
-    with at least 2 samples keeps at least one in ``keep``). Deterministic for a given seed.
+
+def split_indices(
+    n: int,
+    fraction: float,
+    *,
+    seed: int,
+    stratify: Optional[np.ndarray] = None,
+    name: str = "validation_fraction",
+):
+    """Returns sorted (keep, held_out) index arrays, neither empty; deterministic for a given seed.
+
+    ``held_out`` has ⌈fraction·n⌉ rows (at least 1). With ``stratify`` (labels [n]) each class
+    instead gives round(fraction·size) rows clipped to [1, size − 1], so that every class is on
+    both sides (a small class may give more than ``fraction`` of its rows).
+
+    Args:
+      n: number of rows.
+      fraction: share of the rows held out, in (0, 1).
+      seed: seed of the permutation.
+      stratify: optional labels [n] to split class by class.
+      name: the argument named in error messages, e.g. ``"test_fraction"``.
+
+    Raises:
+      ValueError: ``fraction`` is not in (0, 1), leaves no rows to keep, or (stratified) a class
+        has a single row, which cannot be on both sides.
     """
-    fraction = check_real("validation_fraction", fraction, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+    fraction = check_real(name, fraction, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+    if n < 2:
+        raise ValueError(f"`{name}`={fraction} cannot split {_rows(n)}: each side needs at least one")
     rng = np.random.default_rng(seed)
     n_held = max(1, int(np.ceil(fraction * n)))
     if n_held >= n:
-        raise ValueError(f"`validation_fraction`={fraction} leaves no training samples out of {n}")
+        raise ValueError(
+            f"`{name}`={fraction} holds out {n_held} of {_rows(n)} and leaves none to train on; "
+            "use a smaller fraction or more rows"
+        )
+    stratify = None if stratify is None else np.asarray(stratify)
     if stratify is None or stratify.ndim != 1:
         order = rng.permutation(n)
         return np.sort(order[n_held:]), np.sort(order[:n_held])
+    labels, counts = np.unique(stratify, return_counts=True)
+    single = [repr(label.item()) for label in labels[counts == 1]]
+    if single:
+        shown = ", ".join(single[:10]) + (", ..." if len(single) > 10 else "")
+        which = f"class {shown} has" if len(single) == 1 else f"classes {shown} have"
+        raise ValueError(
+            f"`{name}`={fraction}: a stratified split needs at least 2 rows of every class (one on each "
+            f"side), but {which} 1 row; remove or merge such classes, or add rows"
+        )
     held = []
-    for label in np.unique(stratify):
+    for label in labels:
         members = rng.permutation(np.flatnonzero(stratify == label))
         take = int(round(fraction * len(members)))
-        held.append(members[: min(take, len(members) - 1)])
+        held.append(members[: min(max(take, 1), len(members) - 1)])
     held = np.concatenate(held)
     mask = np.zeros(n, bool)
     mask[held] = True
@@ -226,58 +268,264 @@ def load_npz(path: str, x_key: str = "x", y_key: str = "y") -> Dataset:
         return Dataset(arrays[x_key], arrays[y_key])
 
 
-def load_csv(path: str, target_column: int | str = -1) -> Dataset:
-    """Loads a numeric CSV: the ``target_column`` (index or header name) is y, the rest x.
+_MISSING_CELLS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})  # compared lower-cased
 
-    A first row that does not parse as numbers is taken as a header. A target of whole numbers
-    is returned as int labels (classification), otherwise as floats.
+
+class TargetColumn(NamedTuple):
+    """The CSV column taken as ``y``: its 0-based ``index`` and header ``name`` (None without a header)."""
+
+    index: int
+    name: Optional[str]
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"`dataset` file {path!r} does not exist")
+
+
+def _csv_rows(path: str):
+    """Yields ``(line number, cells)`` for each non-blank CSV record; a file that is not CSV text
+    is a ValueError naming it."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: drop an Excel byte-order mark
+            reader = csv.reader(f, strict=True)
+            for cells in reader:
+                if cells:
+                    yield reader.line_num, cells
+    except UnicodeDecodeError as error:
+        raise ValueError(f"CSV file {path!r} is not UTF-8 text ({error.reason}); is it a CSV file?") from None
+    except csv.Error as error:
+        raise ValueError(f"CSV file {path!r} is malformed near line {reader.line_num}: {error}") from None
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_header(cells) -> bool:
+    """The header rule: a first row is a header when its names outnumber its numbers.
+
+    A number is anything ``float()`` reads (nan and inf included); a name is any other cell that is
+    not empty or a missing-value mark (NA, N/A, null, none, ?; any case). So ``label,pixel0,...``,
+    ``label,1x1,...``, ``RI,Na,Mg,...`` and pandas' ``,a,b`` (an unnamed index column) are
+    headers, while ``1,,3`` and ``NA,NA`` are data rows, whose missing cells are then reported.
+    A header of mostly numeric names (``label,0,1,...``) is read as data and reported too.
     """
-    with open(path, newline="") as f:
-        rows = [row for row in csv.reader(f) if row]
-    if not rows:
+    cells = [cell.strip() for cell in cells]
+    numbers = sum(_is_number(cell) for cell in cells)
+    names = sum(not _is_number(cell) and cell.lower() not in _MISSING_CELLS for cell in cells)
+    return names > numbers
+
+
+def _show_header(header) -> str:
+    names = [repr(name) for name in header]
+    if len(names) > 12:
+        names = names[:6] + ["..."] + names[-3:]
+    return f"[{', '.join(names)}] ({len(header)} columns)"
+
+
+def _target_index(target, header, n_columns: int, *, name: str, path: str) -> int:
+    """The 0-based column of ``target``: a header name, or an index (negative counts from the end)."""
+    if isinstance(target, str):
+        if header is None:
+            raise ValueError(
+                f"`{name}`={target!r} names a column, but CSV file {path!r} has no header row (a first row is a "
+                f"header when its names outnumber its numbers); give an index in [-{n_columns}, {n_columns - 1}]"
+            )
+        matches = [j for j, column in enumerate(header) if column == target.strip()]
+        if not matches:
+            raise ValueError(f"`{name}`={target!r} is not in the header of CSV file {path!r}: {_show_header(header)}")
+        if len(matches) > 1:
+            raise ValueError(f"`{name}`={target!r} names columns {matches} of CSV file {path!r}; give an index")
+        return matches[0]
+    if isinstance(target, bool) or not isinstance(target, Integral):
+        raise TypeError(f"`{name}` must be a header name (str) or a column index (int), got {target!r}")
+    if not -n_columns <= target < n_columns:
+        raise ValueError(
+            f"`{name}`={target} is out of range for CSV file {path!r} with {n_columns} columns; "
+            f"give an index in [-{n_columns}, {n_columns - 1}] or a header name"
+        )
+    return int(target) % n_columns
+
+
+def _bad_cell_error(path: str, records, header) -> ValueError:
+    """The error for the first cell of ``records`` that is not a finite number."""
+    for line, cells in records:
+        try:
+            if np.all(np.isfinite(np.array(cells, dtype=np.float64))):
+                continue
+        except ValueError:
+            pass
+        for j, cell in enumerate(cells):
+            if _is_number(cell) and np.isfinite(float(cell)):
+                continue
+            where = f"line {line}, column index {j}" + ("" if header is None else f" ({header[j]!r})")
+            message = (
+                f"CSV file {path!r}, {where}: {cell!r} is not a finite number; the trainer needs a number in "
+                "every cell (fill in or drop missing values)"
+            )
+            if header is None and line == records[0][0] and cell.strip().lower() not in _MISSING_CELLS:
+                message += (
+                    "; this first row was read as data, not as a header, as its names do not outnumber its numbers"
+                )
+            return ValueError(message)
+    return ValueError(f"CSV file {path!r} must hold only numbers after its header")
+
+
+def load_csv(path: str, target_column: int | str = -1) -> Dataset:
+    """Loads a numeric CSV: the ``target_column`` (a header name, or an index, negative from the
+    end; default the last column) is y, the other columns x.
+
+    The first row is a header when its names outnumber its numbers: a name is a cell that is not a
+    number, not empty and not a missing-value mark such as NA (so ``label,pixel0,...`` is a header,
+    ``1,,3`` is data). Every cell after the header must be a finite number; the first one that is
+    not (empty, NA, text, nan, inf) is reported with its line and column. A target of whole numbers
+    (within int32) is returned as int32 labels, which mean classification, otherwise as float32.
+    The file is UTF-8 text, with or without a byte-order mark. :func:`resolve_target` reports the
+    column chosen.
+
+    Raises:
+      ValueError: an empty, malformed or ragged file, a cell that is not a finite number, or a
+        ``target_column`` not in the header or out of range.
+      TypeError: ``target_column`` is neither a str nor an int.
+    """
+    records = list(_csv_rows(path))
+    if not records:
         raise ValueError(f"CSV file {path!r} is empty")
     header = None
+    if _is_header(records[0][1]):
+        header = [cell.strip() for cell in records[0][1]]
+        records = records[1:]
+    n_columns = len(header if header is not None else records[0][1])  # 1 column: x is [n, 0], for predict
+    column = _target_index(target_column, header, n_columns, name="target_column", path=path)
+    if not records:
+        raise ValueError(f"CSV file {path!r} has a header but no data rows")
+    for line, cells in records:
+        if len(cells) != n_columns:
+            raise ValueError(f"CSV file {path!r}: line {line} has {len(cells)} fields, expected {n_columns}")
     try:
-        [float(v) for v in rows[0]]
+        table = np.array([cells for _, cells in records], dtype=np.float64)
     except ValueError:
-        header, rows = rows[0], rows[1:]
-    if isinstance(target_column, str):
-        if header is None or target_column not in header:
-            raise ValueError(f"`target_column` {target_column!r} is not in the CSV header {header}")
-        target_column = header.index(target_column)
-    try:
-        table = np.array(rows, dtype=np.float64)
-    except ValueError as error:
-        raise ValueError(f"CSV file {path!r} must be all numbers after the header: {error}") from None
-    y = table[:, target_column]
-    x = np.delete(table, target_column % table.shape[1], axis=1)
-    y = y.astype(np.int32) if np.all(y == np.round(y)) else y.astype(np.float32)
-    return Dataset(x.astype(np.float32), y)
+        table = None
+    if table is None or not np.all(np.isfinite(table)):
+        raise _bad_cell_error(path, records, header)
+    y = table[:, column]
+    x = np.delete(table, column, axis=1)
+    labels = np.all(y == np.round(y)) and np.all(np.abs(y) < 2**31)
+    return Dataset(x.astype(np.float32), y.astype(np.int32) if labels else y.astype(np.float32))
+
+
+def resolve_target(
+    name_or_path: str, target: int | str | None = None, *, name: str = "target"
+) -> Optional[TargetColumn]:
+    """The column :func:`load_dataset` takes as y for ``target`` (None: the last column), read
+    from a CSV file's first row with :func:`load_csv`'s header rule; None for data sets without
+    columns (built-in, MNIST, .npz), whose ``target`` must be None.
+
+    Args:
+      name_or_path: what :func:`load_dataset` takes.
+      target: a header name or a column index (negative from the end), or None.
+      name: the argument named in error messages, e.g. ``"--target"``.
+
+    Raises:
+      ValueError: ``target`` is not in the header or out of range, or given for data without columns.
+      FileNotFoundError: the CSV file does not exist.
+
+    Examples:
+      >>> resolve_target("digits") is None
+      True
+    """
+    if not name_or_path.lower().endswith(".csv"):
+        if target is not None:
+            raise ValueError(
+                f"`{name}` picks a column of a .csv dataset; {name_or_path!r} has none to pick, its target is fixed"
+            )
+        return None
+    _check_file(name_or_path)
+    records = _csv_rows(name_or_path)
+    first = next(records, None)
+    records.close()
+    if first is None:
+        raise ValueError(f"CSV file {name_or_path!r} is empty")
+    cells = first[1]
+    header = [cell.strip() for cell in cells] if _is_header(cells) else None
+    index = _target_index(-1 if target is None else target, header, len(cells), name=name, path=name_or_path)
+    return TargetColumn(index, None if header is None else header[index])
 
 
 BUILTIN_DATASETS = {"digits": load_digits, "diabetes": load_diabetes}
 
 
-def load_dataset(name_or_path: str, *, data_dir: Optional[str] = None) -> Dataset:
-    """Loads a built-in set (``"digits"``, ``"diabetes"``), ``"mnist"``/``"fashion_mnist"`` from
-    IDX files in ``data_dir`` (training split), or a ``.npz``/``.csv`` file by path."""
+def load_dataset(
+    name_or_path: str,
+    split: str = "train",
+    *,
+    data_dir: Optional[str] = None,
+    download: bool = True,
+    mirror: Optional[str] = None,
+    target: int | str | None = None,
+) -> Dataset:
+    """Loads a built-in set (``"digits"``, ``"diabetes"``), the official ``"mnist"`` /
+    ``"fashion_mnist"`` splits (x [n, 784] in [0, 1], y 0..9; found in ``data_dir``, the cache,
+    Debian's package or downloaded and checksummed: see :mod:`ffnn_jax._download`), or a
+    ``.npz``/``.csv`` file by path.
+
+    Args:
+      name_or_path: a data set name or a file path ending in .npz or .csv.
+      split: ``"train"`` or ``"test"`` for mnist/fashion_mnist (the other sets have one split, "train").
+      data_dir, download, mirror: where mnist/fashion_mnist files are looked for and fetched from.
+      target: for a CSV file, the target column: a header name or an index, negative from the
+        end (default None: the last column); see :func:`load_csv` and :func:`resolve_target`,
+        which reports the column taken. It must be None for the other data sets.
+
+    Raises:
+      ValueError: an unknown name, a corrupt file, or a bad ``target``.
+      FileNotFoundError: the file does not exist.
+    """
     key = name_or_path.lower()
+    resolve_target(name_or_path, target, name="target")  # checks `target` before any data is read
     if key in BUILTIN_DATASETS:
         return BUILTIN_DATASETS[key]()
     if key in ("mnist", "fashion_mnist"):
-        return load_mnist(data_dir or os.path.join("data", key), "train")
+        return Dataset(*load_official(key, split, data_dir=data_dir, download=download, mirror=mirror))
+    if split != "train":
+        raise ValueError(f"`split`={split!r}: {name_or_path!r} has one split, 'train' (use train_test_split)")
     if key.endswith(".npz"):
-        return load_npz(name_or_path)
+        _check_file(name_or_path)
+        with open(name_or_path, "rb") as f:
+            zipped = f.read(2) == b"PK"
+        if not zipped:
+            raise ValueError(f"{name_or_path!r} is not an .npz file (a zip archive of .npy arrays, as np.savez writes)")
+        try:
+            return load_npz(name_or_path)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+            raise ValueError(f"{name_or_path!r} is not a readable .npz file: {error}") from None
     if key.endswith(".csv"):
-        return load_csv(name_or_path)
+        return load_csv(name_or_path, -1 if target is None else target)
     raise ValueError(
         f"`dataset` must be one of {sorted(BUILTIN_DATASETS) + ['mnist', 'fashion_mnist']} or a path "
         f"ending in .npz or .csv, got {name_or_path!r}"
     )
 
 
-def train_test_split(x: np.ndarray, y: np.ndarray, test_fraction: float, *, seed: int) -> Tuple[Dataset, Dataset]:
-    """Seeded split, stratified on integer labels; returns (train, test)."""
+def _split_dataset(x: np.ndarray, y: np.ndarray, fraction: float, *, seed: int, name: str):
     stratify = y if infer_task(y) == "classification" and y.ndim == 1 else None
-    keep, held = split_indices(len(x), test_fraction, seed=seed, stratify=stratify)
+    keep, held = split_indices(len(x), fraction, seed=seed, stratify=stratify, name=name)
     return Dataset(x[keep], y[keep]), Dataset(x[held], y[held])
+
+
+def train_test_split(x: np.ndarray, y: np.ndarray, test_fraction: float, *, seed: int) -> Tuple[Dataset, Dataset]:
+    """Seeded split, stratified on integer labels; returns (train, test), neither empty.
+
+    The test side has ⌈test_fraction·n⌉ rows, or, stratified, round(test_fraction·size) rows of
+    each class clipped so that every class is on both sides (see :func:`split_indices`).
+
+    Raises:
+      ValueError: ``test_fraction`` is not in (0, 1) or leaves no training rows, or a class has a
+        single row (a stratified split needs 2 of every class).
+    """
+    return _split_dataset(x, y, test_fraction, seed=seed, name="test_fraction")

@@ -22,7 +22,8 @@ import numpy as np
 
 from ._checkpoint import atomic_write_bytes, save_params
 from ._config import TrainConfig
-from ._data import load_dataset, load_mnist, train_test_split
+from ._data import _split_dataset, load_dataset, resolve_target
+from ._errors import check_positive_int
 from ._gradcheck import check_gradients
 from ._losses import LOSS_ALIASES
 from ._model import ACTIVATIONS
@@ -34,16 +35,35 @@ from ._setup import prepare
 from ._train import TrainingDivergedError, TrainingInterrupted, train
 
 
+def _target_flag(text: str) -> int | str:
+    """``--target``: an integer is a column index (negative from the end), anything else a header name."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True) -> None:
     data = parser.add_argument_group("data")
     data.add_argument(
         "-d",
         "--dataset",
         default="digits",
-        help="digits (default, built in), diabetes (built-in regression), mnist or fashion_mnist (IDX files in --data_dir), or a .npz (arrays x, y) / .csv (last column = target) path",
+        help="digits (default, built in), diabetes (built-in regression), mnist or fashion_mnist (IDX files in --data_dir), or a .npz (arrays x, y) / .csv (target: the last column, or --target) path",
     )
     data.add_argument(
-        "--data_dir", default=None, help="folder with the MNIST-format IDX files (plain or .gz); default data/<dataset>"
+        "--target",
+        type=_target_flag,
+        default=None,
+        metavar="NAME|INDEX",
+        help="the target column of a .csv dataset: a header name (e.g. label) or an index, negative from the end "
+        "(default: the last column). The first row is a header when its names outnumber its numbers",
+    )
+    data.add_argument(
+        "--data_dir",
+        default=None,
+        help="folder with the MNIST-format IDX files (plain or .gz), downloading what is missing; default: the "
+        "per-user cache, then Debian's dataset-fashion-mnist package, then a download into the cache",
     )
     data.add_argument(
         "--test_fraction",
@@ -187,22 +207,29 @@ def _hidden_sizes(args) -> tuple:
 
 
 def _load_splits(args):
-    if args.dataset.lower() in ("mnist", "fashion_mnist"):
-        folder = args.data_dir or os.path.join("data", args.dataset.lower())
-        return load_mnist(folder, "train"), load_mnist(folder, "test")
-    x, y = load_dataset(args.dataset, data_dir=args.data_dir)
-    return train_test_split(np.asarray(x), np.asarray(y), args.test_fraction, seed=args.seed)
+    resolve_target(args.dataset, args.target, name="--target")  # a bad --target is named before data is read
+    if args.dataset.lower() in ("mnist", "fashion_mnist"):  # the official train and test splits
+        return tuple(load_dataset(args.dataset, split, data_dir=args.data_dir) for split in ("train", "test"))
+    x, y = load_dataset(args.dataset, data_dir=args.data_dir, target=args.target)
+    return _split_dataset(np.asarray(x), np.asarray(y), args.test_fraction, seed=args.seed, name="--test_fraction")
 
 
 def _prepare_out_dir(args) -> str:
     folder = args.out or os.path.join(
         "runs", f"{os.path.basename(args.dataset)}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     )
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"`--out` {folder!r} is a file, not a folder; choose another path")
     if os.path.isdir(folder) and os.listdir(folder) and not (args.overwrite or args.resume):
         raise ValueError(f"`--out` folder {folder!r} is not empty; choose another, pass --resume or --overwrite")
     if args.resume and args.out is None:
         raise ValueError("`--resume` needs `--out`, the folder of the run to continue")
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"`--out` folder {folder!r} cannot be created: {error.strerror or error}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"`--out` folder {folder!r} is not writable")
     return folder
 
 
@@ -360,8 +387,9 @@ def run_train(args) -> int:
     """Runs ``ffnn-jax train`` from parsed flags; returns the exit status."""
     settings = _settings(args)
     TrainConfig(**settings)  # every setting is checked before data is read or anything compiles
+    folder = _prepare_out_dir(args)  # a bad --out is reported before the data are read
     (x, y), (x_test, y_test) = _load_splits(args)
-    folder = _prepare_out_dir(args)
+    target = resolve_target(args.dataset, args.target)  # None unless a .csv (already checked by _load_splits)
     flags = {name: value for name, value in vars(args).items() if name not in ("run", "command", "resume", "overwrite")}
     atomic_write_bytes(os.path.join(folder, _COMMAND_FILE), json.dumps(flags, indent=2).encode(), overwrite=True)
     checkpoint_dir = args.checkpoint_dir or os.path.join(folder, "checkpoints")
@@ -408,6 +436,7 @@ def run_train(args) -> int:
         "dataset": args.dataset,
         "train_samples": int(len(x)),
         "test_samples": int(len(x_test)),
+        "target_column": target and target._asdict(),
         "layer_sizes": list(result.layer_sizes),
         "epochs_run": len(result.history["epoch"]),
         "best_epoch": result.best_epoch,
@@ -427,7 +456,9 @@ def run_train(args) -> int:
     atomic_write_bytes(os.path.join(folder, "summary.json"), json.dumps(summary, indent=2).encode(), overwrite=True)
     metric = "accuracy" if "accuracy" in test else "r2"
     print(
-        f"trained {'-'.join(map(str, result.layer_sizes))} on {args.dataset} for {summary['epochs_run']} epochs"
+        f"trained {'-'.join(map(str, result.layer_sizes))} on {args.dataset}"
+        + (f" (target column {target.index}" + (f" {target.name!r}" if target.name else "") + ")" if target else "")
+        + f" for {summary['epochs_run']} epochs"
         + (
             f" ({progress.calls} in this call, resumed from a checkpoint)"
             if progress.calls < summary["epochs_run"]
@@ -442,7 +473,7 @@ def run_train(args) -> int:
     return 0
 
 
-def _features(path: str, n_features: int):
+def _features(path: str, n_features: int, target=None):
     """``(x, y or None)`` of a data set to predict on: a built-in name or .npz/.csv path whose
     target may be missing (a CSV with exactly ``n_features`` columns, an .npz without ``y``)."""
     if path.lower().endswith(".npz"):
@@ -450,18 +481,22 @@ def _features(path: str, n_features: int):
             if "x" not in arrays.files:
                 raise ValueError(f"{path!r} has no array 'x'; it holds {arrays.files}")
             return arrays["x"], arrays["y"] if "y" in arrays.files else None
-    x, y = load_dataset(path)
+    x, y = load_dataset(path, target=target)
     if path.lower().endswith(".csv") and x.shape[1] == n_features - 1:
         raise ValueError(f"{path!r} has {x.shape[1] + 1} columns; the model needs {n_features} features")
     if path.lower().endswith(".csv") and x.shape[1] + 1 == n_features:
-        return np.column_stack([x, y]).astype(np.float32), None  # every column is a feature
+        if target is not None:
+            raise ValueError(
+                f"{path!r} has {n_features} columns, as many as the model's features: it holds no `--target`"
+            )
+        return np.column_stack([x, y]).astype(np.float32), None  # no target: the last column was a feature
     return x, y
 
 
 def run_predict(args) -> int:
     """Runs ``ffnn-jax predict``: a saved run's predictions (and probabilities) for a data set, as CSV."""
     model = load_model(args.model)
-    x, y = _features(args.dataset, model.layer_sizes[0])
+    x, y = _features(args.dataset, model.layer_sizes[0], args.target)
     predictions = model.predict(x)
     columns = {"prediction": predictions.reshape(len(x), -1)}
     if model.task == "classification":
@@ -488,6 +523,7 @@ def run_predict(args) -> int:
 def run_gradcheck(args) -> int:
     """Runs ``ffnn-jax gradcheck``: jax.grad vs backprop vs finite differences on the network the
     flags describe, at initialisation (``-e 0``) or after training; exit status 1 if it fails."""
+    check_positive_int("--check_samples", args.check_samples)  # before any data is read or trained on
     settings = _settings(args)
     epochs, settings["epochs"] = settings["epochs"], max(settings["epochs"], 1)
     config = TrainConfig(**settings)
@@ -510,7 +546,7 @@ def run_gradcheck(args) -> int:
         rtol=args.rtol,
     )
     print(
-        f"gradient check of {'-'.join(map(str, layer_sizes_of(params)))} on {args.check_samples} rows of {args.dataset}"
+        f"gradient check of {'-'.join(map(str, layer_sizes_of(params)))} on {len(data.x[rows])} rows of {args.dataset}"
     )
     print(report)
     return 0 if report.passed else 1
@@ -550,6 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser.add_argument(
         "-d", "--dataset", required=True, help="digits, diabetes, or a .npz (x[, y]) / .csv path (target optional)"
     )
+    predict_parser.add_argument(
+        "--target", type=_target_flag, default=None, help="the CSV's target column (name or index; default: the last)"
+    )
     predict_parser.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
     predict_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     predict_parser.set_defaults(run=run_predict)
@@ -562,8 +601,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = _with_saved_flags(parser, argv)
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
-        parser.exit(2, f"ffnn-jax: error: {error}\n")
+    except (ValueError, TypeError, OverflowError, OSError) as error:  # user errors: bad flags, data or paths
+        message = str(error).replace("\n", " ")  # one line, whatever the message
+        parser.exit(2, f"ffnn-jax: error: {message}\n")
 
 
 if __name__ == "__main__":

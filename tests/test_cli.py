@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ffnn_jax import cli
-from ffnn_jax._checkpoint import load_params
+from ffnn_jax._checkpoint import read_params
 
 
 def test_train_on_digits_writes_params_metrics_summary_and_loss_curve(tmp_path, capsys):
@@ -43,7 +43,7 @@ def test_train_on_digits_writes_params_metrics_summary_and_loss_curve(tmp_path, 
     assert sorted(p.name for p in out.iterdir()) == files
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3] and "val_accuracy" in rows[0]
-    params, meta = load_params(str(out / "params.npz"))
+    params, meta = read_params(str(out / "params.npz"))
     assert meta["layer_sizes"] == [64, 32, 32, 10] and meta["config"]["optimizer"] == "nadam"
     summary = json.loads((out / "summary.json").read_text())
     assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["epochs_run"] == 3
@@ -164,7 +164,7 @@ def test_divergence_exits_1_and_saves_the_last_finite_params(tmp_path, capsys):
     )
     assert status == 1
     assert "diverged at epoch" in capsys.readouterr().err
-    params, meta = load_params(str(tmp_path / "o" / "params_last_finite.npz"))
+    params, meta = read_params(str(tmp_path / "o" / "params_last_finite.npz"))
     assert all(np.all(np.isfinite(p.W)) for p in params) and meta["diverged_epoch"] >= 1
 
 
@@ -199,3 +199,21 @@ def test_gradcheck_passes_on_the_network_the_flags_describe(capsys):
     out = capsys.readouterr().out
     assert status == 0, out
     assert "64-8-10" in out and "PASSED" in out
+
+
+@pytest.mark.parametrize("target", ["label", "0", "-4"], ids=["name", "index", "negative-index"])
+def test_the_target_flag_picks_the_label_first_column_of_an_mnist_style_csv(tmp_path, capsys, target):
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 3
+    pixels = rng.random((60, 3)) + labels[:, None]  # non-integer floats: the last column is no label
+    csv_path = tmp_path / "mnist_train.csv"
+    with open(csv_path, "w") as f:
+        f.write("label,1x1,1x2,1x3\n")
+        np.savetxt(f, np.column_stack([labels, pixels]), delimiter=",", fmt=["%d", "%.6f", "%.6f", "%.6f"])
+    out = tmp_path / "run"
+    argv = ["train", "-d", str(csv_path), "--target", target, "-e", "1", "-sz", "4", "--no_progress", "--no_plot"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layer_sizes"] == [3, 4, 3] and summary["train_samples"] + summary["test_samples"] == 60
+    assert json.loads((out / "command.json").read_text())["target"] == (target if target == "label" else int(target))

@@ -8,7 +8,17 @@ import pytest
 from test_train import _CompileCounter
 
 import ffnn_jax
-from ffnn_jax._data import fit_standardizer, load_csv, load_idx, load_mnist, load_npz, split_indices, train_test_split
+from ffnn_jax._data import (
+    TargetColumn,
+    fit_standardizer,
+    load_csv,
+    load_idx,
+    load_mnist,
+    load_npz,
+    resolve_target,
+    split_indices,
+    train_test_split,
+)
 
 
 X = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
@@ -29,12 +39,12 @@ BAD_INPUTS = [
     (dict(x=X[None]), ValueError, r"`x` must be 2-D"),
     (dict(y=Y[:-1]), ValueError, "same number of samples"),
     (dict(x=X[:0], y=Y[:0]), ValueError, "`x` must be non-empty"),
-    (dict(y=_with(Y, 0, -1).astype(int)), ValueError, "labels must be >= 0"),
-    (dict(n_classes=2), ValueError, "labels must be < n_classes=2"),
+    (dict(y=_with(Y, 0, -1).astype(int), n_classes=3), ValueError, "must hold the integers 0..2 when `n_classes`=3"),
+    (dict(n_classes=2), ValueError, "must hold the integers 0..1 when `n_classes`=2"),
     (dict(x=X.astype(str)), TypeError, "`x` must hold real numbers"),
     (dict(x=X.astype(object)), TypeError, "`x` must hold real numbers"),
     (dict(y=Y.astype(complex)), TypeError, "`y` must hold real numbers"),
-    (dict(y=np.array(["a"] * 20)), TypeError, "`y` must hold real numbers"),
+    (dict(y=np.array(["a"] * 20)), ValueError, "`y` has a single class \\('a'\\)"),
     (dict(hidden_sizes=(0,)), ValueError, r"`hidden_sizes\[0\]` must be a positive integer"),
     (dict(hidden_sizes=(-4,)), ValueError, r"`hidden_sizes\[0\]`"),
     (dict(batch_size=0), ValueError, "`batch_size` must be a positive integer or None"),
@@ -164,3 +174,175 @@ def test_one_hot_targets_train_the_same_model_as_integer_labels():
     assert rows.task == "classification" and rows.predict(X).shape == (20,)
     np.testing.assert_array_equal(ffnn_jax.one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
     np.testing.assert_allclose(rows.params[0].W, labels.params[0].W, rtol=1e-5, atol=1e-6)
+
+
+def _csv(tmp_path, text, name="d.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+LABEL_FIRST = {
+    "kaggle": "label,pixel0,pixel1,pixel2\n1,0.5,0.25,0.0\n0,0.0,0.75,1.0\n2,1.0,0.5,0.5\n",
+    "pjreddie": "label,1x1,1x2,1x3\n1,0.5,0.25,0.0\n0,0.0,0.75,1.0\n2,1.0,0.5,0.5\n",
+}
+
+
+@pytest.mark.parametrize("layout", list(LABEL_FIRST), ids=list(LABEL_FIRST))
+@pytest.mark.parametrize("target", ["label", 0, -4], ids=["name", "index", "negative"])
+def test_load_dataset_takes_the_target_column_by_header_name_or_index(tmp_path, layout, target):
+    path = _csv(tmp_path, LABEL_FIRST[layout])
+    x, y = ffnn_jax.load_dataset(path, target=target)
+    assert y.dtype == np.int32 and y.tolist() == [1, 0, 2]
+    np.testing.assert_array_equal(x, [[0.5, 0.25, 0.0], [0.0, 0.75, 1.0], [1.0, 0.5, 0.5]])
+    assert resolve_target(path, target) == (0, "label")
+
+
+def test_resolve_target_is_none_for_data_without_columns():
+    assert resolve_target("digits") is None and resolve_target("data.npz") is None
+
+
+def test_resolve_target_reports_the_last_column_by_default(tmp_path):
+    path = _csv(tmp_path, "a,b,y\n1,2,0\n3,4,1\n")
+    assert resolve_target(path) == TargetColumn(index=2, name="y")
+    assert resolve_target(_csv(tmp_path, "1,2,0\n3,4,1\n", "plain.csv"), 1) == TargetColumn(index=1, name=None)
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("lable", r"`target_column`='lable' is not in the header .*\['label', 'pixel0', 'pixel1', 'pixel2'\]"),
+        (4, r"`target_column`=4 is out of range .* 4 columns"),
+        (-5, r"`target_column`=-5 is out of range .* 4 columns"),
+    ],
+    ids=["unknown-name", "index-too-large", "index-too-negative"],
+)
+def test_an_unknown_target_name_or_index_lists_the_header_or_column_count(tmp_path, target, message):
+    with pytest.raises(ValueError, match=message):
+        load_csv(_csv(tmp_path, LABEL_FIRST["kaggle"]), target_column=target)
+
+
+def test_a_target_name_needs_a_header_and_a_target_needs_a_csv(tmp_path):
+    with pytest.raises(ValueError, match=r"`target_column`='label' names a column, but .* has no header row"):
+        load_csv(_csv(tmp_path, "1,2,0\n3,4,1\n"), target_column="label")
+    with pytest.raises(ValueError, match="`target` picks a column of a .csv"):
+        ffnn_jax.load_dataset("digits", target="label")
+
+
+def test_a_duplicated_header_name_is_ambiguous(tmp_path):
+    with pytest.raises(ValueError, match=r"names columns \[0, 2\]"):
+        load_csv(_csv(tmp_path, "y,a,y\n1,2,0\n3,4,1\n"), target_column="y")
+
+
+HEADERS = [
+    ("a,b,label\n1,2,0\n3,4,1\n", [0, 1]),
+    (",a,label\n0,2,0\n1,4,1\n", [0, 1]),  # pandas' to_csv with the index: the first name is empty
+    ("RI,Na,Mg,Type\n1.5,13.6,4.5,2\n1.5,13.9,3.6,1\n", [2, 1]),  # 'Na' (sodium) is a name here
+    ("1,2,0\n3,4,1\n", [0, 1]),
+    ("1.5,-2e3,7\n3,4,1\n", [7, 1]),
+]
+
+
+@pytest.mark.parametrize("text, y", HEADERS, ids=["names", "pandas-index", "na-name", "numbers", "floats"])
+def test_a_first_row_is_a_header_when_its_names_outnumber_its_numbers(tmp_path, text, y):
+    assert load_csv(_csv(tmp_path, text)).y.tolist() == y
+
+
+MISSING = [
+    ("1,,3\n4,5,6\n", r"line 1, column index 1: '' is not a finite number"),
+    ("1,NA,3\n4,5,6\n", r"line 1, column index 1: 'NA' is not a finite number"),
+    ("NA,NA\n4,5\n", r"line 1, column index 0: 'NA' is not a finite number"),
+    ("NA\n4\n", r"line 1, column index 0: 'NA' is not a finite number"),
+    ("a,b,c\n1,2,3\n4,nan,6\n", r"line 3, column index 1 \('b'\): 'nan' is not a finite number"),
+    ("a,b,c\n1,2,3\n\n4,5,inf\n", r"line 4, column index 2 \('c'\): 'inf' is not a finite number"),
+    ("label,0,1\n1,2,3\n", r"line 1, column index 0: 'label' is not a finite number.*read as data, not as a header"),
+]
+
+
+@pytest.mark.parametrize(
+    "text, message", MISSING, ids=["empty", "NA", "all-NA", "NA-alone", "nan", "inf", "numeric-header"]
+)
+def test_a_missing_or_non_finite_cell_is_data_and_an_error_naming_its_line_and_column(tmp_path, text, message):
+    with pytest.raises(ValueError, match=message):
+        load_csv(_csv(tmp_path, text))
+
+
+def test_a_ragged_csv_names_the_short_line(tmp_path):
+    with pytest.raises(ValueError, match="line 3 has 2 fields, expected 3"):
+        load_csv(_csv(tmp_path, "a,b,c\n1,2,3\n4,5\n"))
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_header_name(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("label,a,b\n1,0.5,2\n0,1.5,3\n".encode("utf-8-sig"))
+    x, y = load_csv(str(path), target_column="label")
+    assert y.tolist() == [1, 0] and x.shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("bad.csv", b"\xff\xfe\x00\x81,\x80\n", r"'.*bad.csv' is not UTF-8 text"),
+        ("bad.npz", b"not a zip archive", r"'.*bad.npz' is not an .npz file"),
+        ("trunc.npz", None, r"'.*trunc.npz' is not a readable .npz file"),
+    ],
+    ids=["binary-csv", "not-a-zip", "truncated-zip"],
+)
+def test_a_corrupt_data_file_is_a_value_error_naming_the_file(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is None:
+        np.savez(path, x=X, y=Y)
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        ffnn_jax.load_dataset(str(path))
+
+
+def test_a_missing_data_file_names_the_dataset(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"`dataset` file '.*nothing.csv' does not exist"):
+        ffnn_jax.load_dataset(str(tmp_path / "nothing.csv"))
+
+
+def test_a_stratified_split_keeps_every_class_of_two_or_more_rows_on_both_sides():
+    labels = np.repeat([0, 1, 2, 3], [40, 2, 3, 15])
+    keep, held = split_indices(60, 0.1, seed=0, stratify=labels)
+    assert set(labels[keep]) == set(labels[held]) == {0, 1, 2, 3}
+    assert sorted(np.concatenate([keep, held]).tolist()) == list(range(60))
+    np.testing.assert_array_equal(held, split_indices(60, 0.1, seed=0, stratify=labels)[1])
+
+
+def test_a_class_with_one_row_cannot_be_stratified_and_is_named():
+    labels = np.repeat([0, 1, 7], [10, 10, 1])
+    with pytest.raises(ValueError, match=r"`validation_fraction`.*at least 2 rows.*class 7 has 1"):
+        split_indices(21, 0.2, seed=0, stratify=labels)
+    with pytest.raises(ValueError, match=r"`test_fraction`.*at least 2 rows.*class 7 has 1"):
+        train_test_split(np.zeros((21, 2)), labels, 0.2, seed=0)
+
+
+def test_train_names_the_one_row_class_of_its_validation_split():
+    y = np.append(Y, 3)
+    with pytest.raises(ValueError, match=r"`validation_fraction`.*class 3 has 1"):
+        ffnn_jax.train(np.vstack([X, X[:1]]), y, epochs=1, validation_fraction=0.1)
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.5, 0.9], ids=["tiny", "half", "huge"])
+def test_train_test_split_never_returns_an_empty_side(fraction):
+    (x_train, y_train), (x_test, y_test) = train_test_split(X, Y, fraction, seed=0)
+    assert len(x_train) > 0 and len(x_test) > 0 and len(x_train) + len(x_test) == 20
+    assert set(y_train) == set(y_test) == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    "n, fraction, message",
+    [
+        (3, 0.9, r"`test_fraction`=0.9 .* 3 rows"),
+        (1, 0.5, r"`test_fraction`=0.5 .* 1 row"),
+        (20, 0.0, r"`test_fraction` must be in \(0.0, 1.0\)"),
+        (20, 1.0, r"`test_fraction` must be in \(0.0, 1.0\)"),
+    ],
+    ids=["too-large-for-n", "one-row", "zero", "one"],
+)
+def test_a_test_fraction_that_leaves_a_side_empty_is_named_with_the_row_count(n, fraction, message):
+    with pytest.raises(ValueError, match=message):
+        train_test_split(X[:n], X[:n, 0], fraction, seed=0)
