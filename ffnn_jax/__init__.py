@@ -6,6 +6,7 @@ optax optimizer), and :func:`train` fuses each epoch into one compiled program.
 """
 
 from ._backprop import backprop as backprop
+from ._cache import enable_compilation_cache as enable_compilation_cache
 from ._checkpoint import load_params as load_params
 from ._checkpoint import save_params as save_params
 from ._config import TrainConfig as TrainConfig

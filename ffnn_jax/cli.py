@@ -14,12 +14,14 @@ import os
 import signal
 import sys
 import time
+import warnings
 from typing import List, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._cache import enable_compilation_cache
 from ._checkpoint import atomic_write_bytes, save_params
 from ._config import TrainConfig
 from ._data import _split_dataset, load_dataset, resolve_target
@@ -125,6 +127,16 @@ def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True) -
         type=float,
         default=1e-4,
         help="L2 weight decay λ, loss += (λ/2)Σ‖W‖² (decoupled for adamw; default 1e-4)",
+    )
+    opt.add_argument(
+        "--dropout",
+        default="0",
+        help="drop rate of hidden units while training: one rate, or comma-separated per hidden layer (default 0)",
+    )
+    opt.add_argument(
+        "--class_weight",
+        default=None,
+        help="classification: 'balanced' or label:weight pairs, e.g. 0:2,3:0.5 (default: all 1)",
     )
     opt.add_argument("--lr_schedule", default="constant", help=f"{', '.join(SCHEDULES)} (default constant)")
     opt.add_argument("--lr_decay_rate", type=float, default=0.1, help="schedule decay factor (default 0.1)")
@@ -325,9 +337,35 @@ def _plot_losses(folder: str, history: dict) -> Optional[str]:
     return path
 
 
+def _dropout(text: str):
+    try:
+        rates = tuple(float(part) for part in str(text).split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"`--dropout` must be a rate or comma-separated rates, got {text!r}") from None
+    return rates[0] if len(rates) == 1 else rates
+
+
+def _class_weight(text: Optional[str]):
+    """``balanced`` or ``label:weight,...`` (labels as ints where they parse, else strings)."""
+    if text is None or text == "balanced":
+        return text
+    weights = {}
+    for pair in text.split(","):
+        label, sep, weight = pair.rpartition(":")
+        try:
+            weights[int(label) if label.lstrip("-").isdigit() else label] = float(weight)
+        except ValueError:
+            sep = ""
+        if not sep or not label:
+            raise ValueError(f"`--class_weight` must be 'balanced' or label:weight pairs like 0:2,1:0.5, got {text!r}")
+    return weights
+
+
 def _settings(args) -> dict:
     """The ``train()`` keywords named by the flags."""
     return dict(
+        dropout=_dropout(args.dropout),
+        class_weight=_class_weight(args.class_weight),
         hidden_sizes=_hidden_sizes(args),
         activation=args.activation,
         loss=args.loss,
@@ -592,7 +630,41 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
     predict_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     predict_parser.set_defaults(run=run_predict)
+    for sub in (train_parser, check_parser, predict_parser):
+        _add_cache_flag(sub)
     return parser
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"ffnn-jax: warning: {message}", file=sys.stderr)
+
+
+class _CacheWarnings:
+    """Warnings as one line each; jax's per-entry 'cannot read the cache' warnings as one line in all."""
+
+    def __init__(self, cache: Optional[str]):
+        self.cache, self.told = cache, False
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None):
+        if str(message).startswith("Error reading persistent compilation cache entry"):
+            if not self.told:
+                self.told = True
+                print(
+                    f"ffnn-jax: warning: some entries of the compilation cache {self.cache!r} are unreadable and were "
+                    "compiled again; delete that folder to clear them",
+                    file=sys.stderr,
+                )
+            return
+        _one_line_warning(message, category, filename, lineno)
+
+
+def _add_cache_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--compilation_cache",
+        default=None,
+        help="folder of JAX's persistent compilation cache, or 'off' (default $FFNN_JAX_COMPILATION_CACHE, "
+        "else ~/.cache/ffnn_jax/jax): a second identical run compiles nothing",
+    )
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -600,7 +672,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = _with_saved_flags(parser, argv)
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            cache = enable_compilation_cache(args.compilation_cache)
+            warnings.showwarning = _CacheWarnings(cache)  # jax warns per unreadable entry: say it once
+            return args.run(args)
     except (ValueError, TypeError, OverflowError, OSError) as error:  # user errors: bad flags, data or paths
         message = str(error).replace("\n", " ")  # one line, whatever the message
         parser.exit(2, f"ffnn-jax: error: {message}\n")

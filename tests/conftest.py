@@ -8,6 +8,9 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# cli.main() would switch on JAX's persistent compilation cache in the user's home for the whole test
+# process; tests/test_cache.py tests it in subprocesses with folders of their own.
+os.environ["FFNN_JAX_COMPILATION_CACHE"] = "off"
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -81,3 +81,15 @@ def test_class_weight_with_string_labels_and_its_errors(digits):
         ffnn_jax.train(x, names, class_weight={"three": 2.0}, epochs=1)
     with pytest.raises(ValueError, match="`class_weight` needs class labels"):
         ffnn_jax.train(x, x[:, 0], class_weight="balanced", epochs=1)
+
+
+def test_the_cli_takes_dropout_and_class_weight(tmp_path):
+    import json
+
+    from ffnn_jax import cli
+
+    out = tmp_path / "run"
+    argv = ["train", "-e", "1", "-sz", "8", "--dropout", "0.25", "--class_weight", "0:2,3:0.5", "--no_progress"]
+    assert cli.main(argv + ["--no_plot", "--out", str(out)]) == 0
+    config = json.loads((out / "summary.json").read_text())["config"]
+    assert config["dropout"] == [0.25] and config["class_weight"] == {"0": 2.0, "3": 0.5}

@@ -1,0 +1,58 @@
+"""The CLI's persistent compilation cache: a second identical run compiles nothing; a bad folder only warns."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+pytestmark = pytest.mark.slow
+
+_COUNT_COMPILES = """
+import sys, jax
+from ffnn_jax import cli
+events = []  # the backend-compile event also wraps cache hits: count requests that were not hits
+jax.monitoring.register_event_listener(lambda name, *a, **k: events.append(name))
+status = cli.main(sys.argv[1:])
+hits = events.count("/jax/compilation_cache/cache_hits")
+requests = events.count("/jax/compilation_cache/compile_requests_use_cache")
+print("COMPILES", requests - hits if requests else -1)
+sys.exit(status)
+"""
+
+
+def _train(tmp_path, out: str, cache: str):
+    env = {**os.environ, "FFNN_JAX_COMPILATION_CACHE": cache}
+    argv = ["train", "-e", "2", "-sz", "16", "--no_progress", "--no_plot", "--out", str(tmp_path / out)]
+    done = subprocess.run([sys.executable, "-c", _COUNT_COMPILES, *argv], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split("COMPILES")[-1]), done.stderr
+
+
+def test_a_second_identical_run_compiles_nothing(tmp_path):
+    cache = str(tmp_path / "cache")
+    first, _ = _train(tmp_path, "a", cache)
+    second, stderr = _train(tmp_path, "b", cache)
+    assert first > 0 and second == 0, stderr
+    assert os.listdir(cache)
+
+
+def test_off_writes_no_cache(tmp_path):
+    compiles, _ = _train(tmp_path, "a", "off")
+    assert compiles > 0 and not (tmp_path / "cache").exists()
+
+
+def test_an_unusable_or_corrupt_cache_is_a_one_line_warning_never_a_failure(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    _, stderr = _train(tmp_path, "a", str(blocker / "sub"))
+    assert "ffnn-jax: warning: the compilation cache folder" in stderr and "Traceback" not in stderr
+    cache = tmp_path / "cache"
+    _train(tmp_path, "b", str(cache))
+    for entry in cache.iterdir():
+        if entry.is_file():
+            entry.write_bytes(b"garbage")
+    compiles, stderr = _train(tmp_path, "c", str(cache))
+    assert compiles > 0  # compiled again
+    assert stderr.count("ffnn-jax: warning: some entries of the compilation cache") == 1
