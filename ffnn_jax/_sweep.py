@@ -15,6 +15,7 @@ import csv
 import dataclasses
 import io
 import itertools
+import os
 import time
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -54,6 +55,10 @@ def expand_grid(grid: Union[Dict[str, Sequence], Sequence[Dict[str, Any]]]) -> L
         if unknown:
             raise ValueError(f"`grid` names unknown settings {unknown}; train() settings are {sorted(_SETTINGS)}")
     return points
+
+
+def _label(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _fold_of_each_row(y, k: int, seed: int) -> np.ndarray:
@@ -98,6 +103,55 @@ class SweepResult:
     best_index: Optional[int]  # the best grid point's row in ``table``
     monitor: str  # the value members are ranked by (smaller is better after watched_value)
     programs: int  # compiled programs the members ran in (one per distinct structure)
+    grid_names: tuple = ()  # the settings the grid sets, in its order
+
+    def plot(self, path: str) -> str:
+        """A PNG: the monitored value per epoch of every member and, for a grid of two varied
+        settings, a heatmap of each point's best value. Needs matplotlib (``pip install 'ffnn_jax[cli]'``)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        axes_names = [name for name in self.grid_names if len({_label(row[name]) for row in self.table}) > 1]
+        heatmap = len(axes_names) == 2
+        fig, axes = plt.subplots(1, 2 if heatmap else 1, figsize=(11 if heatmap else 6, 4.2), squeeze=False)
+        curves = axes[0, 0]
+        for result in self.results:
+            values = result.history.get(self.monitor, [])
+            curves.plot(result.history.get("epoch", []), values, alpha=0.6, linewidth=1)
+        if self.best is not None and self.monitor in self.best.history:
+            curves.plot(self.best.history["epoch"], self.best.history[self.monitor], color="black", linewidth=2,
+                        label="best")  # fmt: skip
+            curves.legend()
+        if "loss" in self.monitor:
+            curves.set_yscale("log")
+        curves.set(xlabel="epoch", ylabel=self.monitor, title=f"{len(self.results)} members")
+        curves.grid(alpha=0.3)
+        if heatmap:
+            rows_name, cols_name = axes_names
+            rows = list(dict.fromkeys(_label(row[rows_name]) for row in self.table))
+            cols = list(dict.fromkeys(_label(row[cols_name]) for row in self.table))
+            grid = np.full((len(rows), len(cols)), np.nan)
+            key = f"best_{self.monitor}"
+            for row in self.table:
+                grid[rows.index(_label(row[rows_name])), cols.index(_label(row[cols_name]))] = row.get(key, np.nan)
+            ax = axes[0, 1]
+            image = ax.imshow(grid, cmap="viridis", aspect="auto")
+            ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+            ax.set_yticks(range(len(rows)), rows)
+            ax.set(xlabel=cols_name, ylabel=rows_name, title=key)
+            for i in range(len(rows)):
+                for j in range(len(cols)):
+                    if np.isfinite(grid[i, j]):
+                        ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", color="white", fontsize=7)
+            fig.colorbar(image, ax=ax)
+        fig.tight_layout()
+        tmp = os.path.join(os.path.dirname(os.path.abspath(path)), ".tmp-" + os.path.basename(path))
+        fig.savefig(tmp, dpi=110, format="png")
+        plt.close(fig)
+        os.replace(tmp, path)
+        return path
 
     def to_csv(self, path: str, *, overwrite: bool = False) -> str:
         """Writes ``table`` as CSV (atomically); returns the path."""
@@ -168,7 +222,8 @@ def sweep(
                          **{**settings, **points[best_index]})  # fmt: skip
         else:
             best = next(r for plan, r in zip(plans, results) if plan.point == best_index)
-    return SweepResult(table, results, best, best_index, monitor, len(groups))
+    names = tuple(dict.fromkeys(name for point in points for name in point))
+    return SweepResult(table, results, best, best_index, monitor, len(groups), names)
 
 
 def _plan(x, y, configs, folds, validation_data, sample_weight, seed):

@@ -141,3 +141,13 @@ def test_the_table_goes_to_csv(tmp_path, digits):
     lines = open(path).read().splitlines()
     assert lines[0].startswith("learning_rate,status,epochs_run,best_epoch,final_train_loss") and len(lines) == 3
     assert jax.tree_util.tree_structure(result.best.params) == jax.tree_util.tree_structure(result.results[0].params)
+
+
+def test_plot_draws_curves_and_a_heatmap_for_a_two_axis_grid(tmp_path, digits):
+    x, y = digits
+    grid = {"learning_rate": [1e-3, 1e-2], "weight_decay": [0.0, 1e-3]}
+    result = ffnn_jax.sweep(x, y, grid=grid, validation_fraction=0.2, **BASE)
+    path = result.plot(str(tmp_path / "sweep.png"))
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert result.grid_names == ("learning_rate", "weight_decay") and result.monitor == "val_loss"
