@@ -105,6 +105,7 @@ def train(
     checkpoint_every: int = 1,
     keep_checkpoints: int = 2,
     resume: bool = False,
+    ensemble: Optional[int] = None,
     **settings,
 ) -> TrainResult:
     """Trains a feedforward network on ``x`` [n, d_in] and ``y`` and returns a :class:`TrainResult`.
@@ -131,6 +132,8 @@ def train(
         newest ``keep_checkpoints`` files are kept.
       resume: continue from the newest valid checkpoint in ``checkpoint_dir`` (none: start
         fresh). ``epochs`` is the total; every other setting must equal the checkpoint's.
+      ensemble: train this many networks (seeds ``seed`` ...) in one program and return an
+        :class:`ffnn_jax._ensemble.EnsembleResult` that averages their predictions.
       **settings: fields of :class:`TrainConfig`.
 
     Returns:
@@ -150,6 +153,13 @@ def train(
     """
     config = TrainConfig(**settings)
     _check_checkpointing(checkpoint_dir, checkpoint_every, keep_checkpoints, resume)
+    if ensemble is not None:
+        if callbacks or initial_params is not None or initial_state is not None or checkpoint_dir is not None:
+            raise ValueError("`ensemble` trains its members in one program: callbacks, initial_params, "
+                             "initial_state and checkpoint_dir are not supported with it")  # fmt: skip
+        from ._ensemble import train_ensemble
+
+        return train_ensemble(x, y, ensemble, validation_data=validation_data, sample_weight=sample_weight, **settings)
     # float64 is enabled for this call only (the user's global jax_enable_x64 is left as it is).
     with x64_scope() if config.dtype == "float64" else contextlib.nullcontext():
         return _train(config, x, y, validation_data, callbacks, sample_weight, initial_params, initial_state,

@@ -151,3 +151,30 @@ def test_plot_draws_curves_and_a_heatmap_for_a_two_axis_grid(tmp_path, digits):
     data = open(path, "rb").read()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert result.grid_names == ("learning_rate", "weight_decay") and result.monitor == "val_loss"
+
+
+def test_an_ensemble_trains_k_seeds_in_one_program_and_averages_their_probabilities(digits):
+    x, y = digits
+    names = np.array(list("abcdefghij"))[y]
+    settings = dict(BASE, optimizer="adam", learning_rate=1e-2, seed=3)
+    ensemble = ffnn_jax.train(x, names, ensemble=3, validation_data=(x[:100], names[:100]), **settings)
+    assert len(ensemble.members) == 3 and ensemble.scored_on == "validation"
+    alone = ffnn_jax.train(x, names, validation_data=(x[:100], names[:100]), **{**settings, "seed": 4})
+    _same_as_standalone(ensemble.members[1], alone)  # member i has seed + i
+    mean = np.mean([m.predict_proba(x) for m in ensemble.members], axis=0)
+    np.testing.assert_allclose(ensemble.predict_proba(x), mean)
+    np.testing.assert_array_equal(ensemble.predict(x), ensemble.classes[np.argmax(mean, axis=1)])
+    scores = ensemble.scores
+    assert [s["accuracy"] for s in scores["members"]] == [
+        m.evaluate(x[:100], names[:100])["accuracy"] for m in ensemble.members
+    ]
+    assert scores["ensemble"]["accuracy"] == pytest.approx(np.mean(ensemble.predict(x[:100]) == names[:100]))
+    with pytest.raises(ValueError, match="`ensemble` trains its members in one program"):
+        ffnn_jax.train(x, y, ensemble=2, callbacks=[print], **BASE)
+
+
+def test_an_ensemble_with_a_validation_fraction_shares_one_held_out_split(digits):
+    x, y = digits
+    ensemble = ffnn_jax.train(x, y, ensemble=2, validation_fraction=0.25, **BASE)
+    alone = ffnn_jax.train(x, y, validation_fraction=0.25, **BASE)  # seed 0 draws the same split
+    assert ensemble.members[0].history["val_loss"] == alone.history["val_loss"]
