@@ -269,4 +269,4 @@ def test_the_cli_rejects_check_samples_0_instead_of_passing_a_nan_loss(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["gradcheck", "--check_samples", "0"])
     assert exit_info.value.code == 2
-    assert "`batch` must have at least one row" in capsys.readouterr().err
+    assert "`--check_samples` must be a positive integer, got 0" in capsys.readouterr().err  # before any work
