@@ -558,6 +558,56 @@ def run_predict(args) -> int:
     return 0
 
 
+def run_sweep(args) -> int:
+    """Runs ``ffnn-jax sweep``: the YAML's grid (or random points) as one program per structure."""
+    from ._sweep import sweep
+    from ._sweep_config import parse_sweep_config
+
+    try:
+        with open(args.config) as f:
+            text = f.read()
+    except OSError as error:
+        raise FileNotFoundError(f"`--config` {args.config!r} cannot be read: {error.strerror or error}") from None
+    config = parse_sweep_config(text, seed=args.seed, num_layers=args.num_layers, hidden_size=args.hidden_size)
+    settings = {**_settings(args), "monitor": config.monitor}
+    for point in config.points:
+        TrainConfig(**{**settings, **point})  # every point is checked before data is read or anything compiles
+    folder = _prepare_out_dir(args)
+    (x, y), (x_test, y_test) = _load_splits(args)
+    start = time.perf_counter()
+    result = sweep(x, y, grid=config.points, **settings)
+    seconds = time.perf_counter() - start
+    result.to_csv(os.path.join(folder, "sweep.csv"), overwrite=True)
+    for i, member in enumerate(result.results):
+        member_folder = os.path.join(folder, "members", f"{i:04d}")
+        os.makedirs(member_folder, exist_ok=True)
+        _write_metrics(member_folder, member.history, args.metrics_format)
+    if args.plot:
+        result.plot(os.path.join(folder, "sweep.png"))
+    summary = {"members": len(result.results), "programs": result.programs, "sweep_seconds": round(seconds, 3),
+               "metric": config.monitor, "method": config.method}  # fmt: skip
+    line = f"swept {len(result.results)} members in {result.programs} program(s) in {seconds:.2f} s"
+    if result.best is not None:
+        best = result.best
+        test = best.evaluate(x_test, y_test)
+        model = model_metadata(best.config.to_dict(), best.task, best.model.loss, best.standardizer, best.classes)
+        save_params(os.path.join(folder, "params.npz"), best.params, metadata={"config": best.config.to_dict(),
+                    "model": model}, overwrite=True)  # fmt: skip
+        point = config.points[result.best_index]
+        summary.update(
+            best_point=point, best_row=result.table[result.best_index], **{f"test_{k}": v for k, v in test.items()}
+        )
+        line += (
+            f"\nbest: {point} -> {config.monitor} {result.table[result.best_index].get('best_' + config.monitor):.4f}"
+        )
+        line += ", test " + ", ".join(f"{k} {v:.4f}" for k, v in test.items())
+    atomic_write_bytes(os.path.join(folder, "summary.json"), json.dumps(summary, indent=2, default=str).encode(),
+                       overwrite=True)  # fmt: skip
+    print(line + f"\nfiles in {folder}/: sweep.csv, summary.json, members/" + (", sweep.png" if args.plot else "")
+          + (", params.npz (the best point)" if result.best is not None else ""))  # fmt: skip
+    return 0
+
+
 def run_gradcheck(args) -> int:
     """Runs ``ffnn-jax gradcheck``: jax.grad vs backprop vs finite differences on the network the
     flags describe, at initialisation (``-e 0``) or after training; exit status 1 if it fails."""
@@ -613,6 +663,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check_parser.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-6 in float64)")
     check_parser.set_defaults(run=run_gradcheck, epochs=0, num_layers=2, hidden_size=32, activation="tanh")
+    sweep_parser = commands.add_parser(
+        "sweep",
+        help="train a grid (or random sample) of settings from a wandb-style YAML, as one program per structure",
+        description="Sweep the parameters of a wandb-style YAML; the other flags set what all members share.",
+    )
+    sweep_parser.add_argument("--config", required=True, help="the sweep YAML (method, metric, parameters, run_cap)")
+    _add_train_flags(sweep_parser)
+    sweep_parser.set_defaults(run=run_sweep)
     predict_parser = commands.add_parser(
         "predict",
         help="predict with a saved run (its standardizer applied) and write a CSV",
@@ -630,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
     predict_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     predict_parser.set_defaults(run=run_predict)
-    for sub in (train_parser, check_parser, predict_parser):
+    for sub in (train_parser, check_parser, predict_parser, sweep_parser):
         _add_cache_flag(sub)
     return parser
 

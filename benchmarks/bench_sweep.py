@@ -1,0 +1,83 @@
+"""Many networks in one program: ``sweep()`` against the same members as sequential ``train()`` calls.
+
+    python benchmarks/bench_sweep.py [--epochs 30] [--rounds 3] [--configs digits,tiny]
+
+digits: 64 members of 64-32-10, adam, batch 32, an 8 × 8 grid of learning rate × weight decay on
+scikit-learn's digits (1797 rows). tiny: 16 members of 784-128-10 on 60k synthetic MNIST-shaped rows
+(2 epochs; 64 sequential calls would take minutes here). Each round times the sweep and the
+sequential calls (A B order), after a warm-up of both that compiles; medians are reported with
+compile time apart (the first sweep against the first train() call).
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import ffnn_jax  # noqa: E402
+from benchmarks._configs import CONFIGS, synthetic_data  # noqa: E402
+
+
+def _setup(name: str, epochs: int):
+    if name == "digits":
+        x, y = ffnn_jax.load_digits()
+        grid = {
+            "learning_rate": list(np.geomspace(1e-4, 3e-2, 8)),
+            "weight_decay": [0.0] + list(np.geomspace(1e-5, 1e-2, 7)),
+        }
+        settings = dict(hidden_sizes=(32,), optimizer="adam", batch_size=32, epochs=epochs)
+    else:
+        data = synthetic_data(CONFIGS["tiny"])
+        x, y = data.x, data.y
+        grid = {"learning_rate": list(np.geomspace(1e-3, 1e-1, 4)), "weight_decay": [1e-5, 1e-4, 1e-3, 1e-2]}
+        settings = dict(hidden_sizes=(128,), optimizer="adam", batch_size=64, epochs=2)
+    return np.asarray(x), np.asarray(y), grid, settings
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--configs", default="digits,tiny")
+    args = parser.parse_args()
+    rows = []
+    for name in args.configs.split(","):
+        x, y, grid, settings = _setup(name, args.epochs)
+        points = ffnn_jax._sweep.expand_grid(grid)
+
+        def one_sweep():
+            return ffnn_jax.sweep(x, y, grid=grid, **settings)
+
+        def sequential():
+            return [ffnn_jax.train(x, y, **settings, **point) for point in points]
+
+        def timed(call):
+            start = time.perf_counter()
+            call()
+            return time.perf_counter() - start
+
+        first_sweep = timed(one_sweep)  # compiles the vmapped program
+        first_train = timed(lambda: ffnn_jax.train(x, y, **settings, **points[0]))  # compiles train()'s
+        sweep_times, sequential_times = [], []
+        for _ in range(args.rounds):
+            sweep_times.append(timed(one_sweep))
+            sequential_times.append(timed(sequential))
+        a, b = float(np.median(sweep_times)), float(np.median(sequential_times))
+        rows.append((name, len(points), first_sweep - a, first_train, a, b, b / a))
+    print(f"median of {args.rounds} rounds after a warm-up; compile = first call minus a warm call")
+    print(
+        "| config | members | sweep compile (s) | first train() (s) | sweep (s) | sequential train() (s) | speed-up |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, members, compile_s, first, a, b, ratio in rows:
+        print(f"| {name} | {members} | {compile_s:.2f} | {first:.2f} | {a:.2f} | {b:.2f} | {ratio:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
