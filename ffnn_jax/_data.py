@@ -18,6 +18,7 @@ import numpy as np
 
 from ._download import load_official
 from ._errors import check_real
+from ._sparse import SparseRows, from_scipy, is_scipy_sparse
 
 
 class Dataset(NamedTuple):
@@ -55,7 +56,13 @@ def _as_numeric_array(name: str, value) -> np.ndarray:
 
 
 def validate_x(x, name: str = "x", *, n_features: Optional[int] = None, dtype=np.float32) -> np.ndarray:
-    """Checks a feature matrix and returns it as ``dtype`` [n, d]."""
+    """Checks a feature matrix and returns it as ``dtype`` [n, d] (a scipy sparse matrix as
+    :class:`ffnn_jax._sparse.SparseRows`, never densified)."""
+    if is_scipy_sparse(x) or isinstance(x, SparseRows):
+        x = from_scipy(x, name, dtype) if is_scipy_sparse(x) else x.astype(dtype)
+        if n_features is not None and x.shape[1] != n_features:
+            raise ValueError(f"`{name}` must have {n_features} features (columns), got {x.shape[1]}")
+        return x
     x = _as_numeric_array(name, x)
     if x.ndim != 2:
         raise ValueError(f"`{name}` must be 2-D [n_samples, n_features], got shape {x.shape}")

@@ -144,7 +144,9 @@ def objective_and_scores(
     if compute_dtype is None:
         scores = forward(params, x, activation=activation, dropout=dropout, key=key)
     else:
-        low = jax.tree_util.tree_map(lambda leaf: leaf.astype(compute_dtype), (params, x))
+        low = jax.tree_util.tree_map(  # floating leaves only (sparse rows hold int32 column indices)
+            lambda leaf: leaf.astype(compute_dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf, (params, x)
+        )
         scores = forward(*low, activation=activation, dropout=dropout, key=key).astype(params[-1].W.dtype)
     per_example = per_example_loss(scores, y, loss, classification=classification)
     if mask is None:

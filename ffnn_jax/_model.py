@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from ._errors import check_choice
+from ._sparse import SparseRows, first_layer
 from ._types import Activation, Array, Params
 
 
@@ -42,7 +43,7 @@ def forward(
 
     Args:
       params: a tuple of ``LayerParams`` as made by :func:`init_params`.
-      x: inputs ``[batch, n_in]``.
+      x: inputs ``[batch, n_in]`` (an array, or :class:`ffnn_jax._sparse.SparseRows`).
       activation: the hidden activation g, a name from ``ACTIVATIONS`` or a callable.
       dropout: training only, with ``key``: the drop rate of each hidden layer's output
         (inverted dropout: kept units are scaled by 1 / (1 − rate), so nothing changes at predict).
@@ -55,10 +56,10 @@ def forward(
     h = x
     keys = jax.random.split(key, max(1, len(params) - 1)) if key is not None and any(dropout) else None
     for i, layer in enumerate(params[:-1]):
-        h = g(h @ layer.W + layer.b)
+        h = g(first_layer(h, layer.W, layer.b) if isinstance(h, SparseRows) else h @ layer.W + layer.b)
         rate = dropout[i] if keys is not None else 0.0
         if rate > 0:
             keep = jax.random.bernoulli(keys[i], 1.0 - rate, h.shape)
             h = jnp.where(keep, h / (1.0 - rate), jnp.zeros((), h.dtype))
     last = params[-1]
-    return h @ last.W + last.b
+    return first_layer(h, last.W, last.b) if isinstance(h, SparseRows) else h @ last.W + last.b

@@ -19,6 +19,7 @@ from ._labels import MAX_AUTO_CLASSES, encode_labels, encode_with, is_label_colu
 from ._loop import RunSpec, RunState, history_names, init_run_state
 from ._optim import OptimizerSpec, make_optimizer
 from ._params import init_params, layer_sizes_of
+from ._sparse import SparseRows
 from ._step import ModelSpec, TrainState, init_train_state
 from ._stopping import StopNumbers, StopRule, stop_numbers, watched_value
 from ._types import Params
@@ -137,6 +138,8 @@ def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepar
     else:
         n_out = 1 if y.ndim == 1 else y.shape[1]
     standardizer = None
+    if config.standardize and isinstance(x, SparseRows):
+        raise ValueError("`standardize`=True would densify sparse `x` (centring fills every zero); scale it yourself")
     if config.standardize:
         standardizer = fit_standardizer(x)
         x = standardizer.apply(x)
@@ -296,7 +299,9 @@ def describe_data(data: Prepared) -> dict:
             continue
         shapes[name] = [list(array.shape), array.dtype.str]
         rows = np.unique(np.linspace(0, len(array) - 1, num=min(len(array), 256)).astype(np.int64))
-        h.update(name.encode() + np.ascontiguousarray(array[rows]).tobytes())
+        h.update(name.encode())
+        for leaf in jax.tree_util.tree_leaves(array[rows]):  # an array, or sparse rows' columns and values
+            h.update(np.ascontiguousarray(leaf).tobytes())
     return {"arrays": shapes, "sampled_rows_sha256": h.hexdigest()}
 
 

@@ -233,7 +233,7 @@ def _epoch(
 
     ``sample_weight`` [n] weights each row's loss (a batch's loss is Σ w ℓ / Σ w); None: all 1.
     """
-    chex.assert_equal_shape_prefix((x, y) if sample_weight is None else (x, y, sample_weight), 1)
+    chex.assert_equal_shape_prefix(jax.tree_util.tree_leaves((x, y, sample_weight)), 1)
     n = x.shape[0]
     n_batches = -(-n // batch_size)
     padded = n_batches * batch_size
