@@ -18,6 +18,7 @@ from ._data import Standardizer, fit_standardizer, infer_task, split_indices, va
 from ._labels import MAX_AUTO_CLASSES, encode_labels, encode_with, is_label_column
 from ._loop import RunSpec, RunState, history_names, init_run_state
 from ._optim import OptimizerSpec, make_optimizer
+from ._parallel import make_mesh, replicate
 from ._params import init_params, layer_sizes_of
 from ._sparse import SparseRows
 from ._step import ModelSpec, TrainState, init_train_state
@@ -225,9 +226,12 @@ def setup(
     initial_state: Optional[TrainState] = None,
     has_callbacks: bool = False,
     placed: Optional[Tuple[tuple, Optional[tuple]]] = None,
+    devices=None,
 ) -> Setup:
     """The spec, stopping numbers, initial run and device data of a :func:`ffnn_jax.train` call
-    (``placed``: the data already on the device, as :func:`place` returns it for ``data``)."""
+    (``placed``: the data already on the device, as :func:`place` returns it for ``data``;
+    ``devices``: see :func:`ffnn_jax._parallel.make_mesh`)."""
+    mesh = make_mesh(devices)
     monitor = _monitor(config, data)
     sizes = (data.x.shape[1], *config.hidden_sizes, data.n_out)
     init_key, order_key = jax.random.split(jax.random.key(config.seed))
@@ -275,15 +279,20 @@ def setup(
         rule=StopRule(monitor, config.plateau_rule, config.early_stopping, config.reduce_lr_factor is not None),
         track_best=track_best,
         chunk=1 if has_callbacks else epochs_per_dispatch(state.params, n),
+        mesh=mesh,
     )
-    train_data, val_data = place(data) if placed is None else placed
+    train_data, val_data = place(data, mesh) if placed is None else placed
     names = history_names(model, val_data is not None, state.opt_state)
-    return Setup(spec, init_run_state(state, track_best=track_best), numbers, train_data, val_data, names)
+    run = replicate(init_run_state(state, track_best=track_best), mesh)
+    return Setup(spec, run, numbers, train_data, val_data, names)
 
 
-def place(data: Prepared) -> Tuple[tuple, Optional[tuple]]:
-    """The training and validation arrays on the device (waited for: a copy left running would land
-    in the first epoch's time)."""
+def place(data: Prepared, mesh=None) -> Tuple[tuple, Optional[tuple]]:
+    """The training and validation arrays on the device, or replicated on ``mesh`` (waited for: a
+    copy left running would land in the first epoch's time)."""
+    if mesh is not None:
+        train_data = jax.block_until_ready(replicate((data.x, data.y, data.sample_weight), mesh))
+        return train_data, None if data.x_val is None else replicate((data.x_val, data.y_val), mesh)
     train_data = jax.block_until_ready(jax.device_put((data.x, data.y, data.sample_weight)))
     val_data = None if data.x_val is None else jax.device_put((data.x_val, data.y_val))
     return train_data, val_data

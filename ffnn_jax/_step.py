@@ -20,6 +20,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from ._data import CLASSIFICATION_LOSSES
 from ._losses import canonical_loss, objective_and_scores
@@ -228,10 +229,14 @@ def _epoch(
     optimizer,
     batch_size: int,
     shuffle: bool,
+    mesh=None,
 ):
     """One pass over ``(x [n, d], y)`` in batches of ``batch_size``; returns (state, EpochMetrics).
 
     ``sample_weight`` [n] weights each row's loss (a batch's loss is Σ w ℓ / Σ w); None: all 1.
+    With ``mesh`` (a ``jax.sharding.Mesh`` with axis "batch") each batch is split over its
+    devices, padded with masked rows to a multiple of their count (the same rows per batch as on
+    one device); params and optimizer state stay replicated, XLA adds the gradient all-reduce.
     """
     chex.assert_equal_shape_prefix(jax.tree_util.tree_leaves((x, y, sample_weight)), 1)
     n = x.shape[0]
@@ -244,6 +249,11 @@ def _epoch(
     order = permutation(order_key, n) if shuffle else jnp.arange(n)
     index = jnp.concatenate([order, jnp.zeros((padded - n,), order.dtype)]).reshape(n_batches, batch_size)
     mask = (jnp.arange(padded) < n).astype(x.dtype).reshape(n_batches, batch_size)
+    mesh = mesh if mesh is not None and mesh.size > 1 else None  # one device: nothing to split
+    if mesh is not None and batch_size % mesh.size:  # masked slots so that every device gets as many rows
+        extra = mesh.size - batch_size % mesh.size
+        index = jnp.pad(index, ((0, 0), (0, extra)))
+        mask = jnp.pad(mask, ((0, 0), (0, extra)))
     zero = jnp.zeros((), jnp.float32)
     start_params, start_opt_state = state.params, state.opt_state
     unravel = None
@@ -262,7 +272,10 @@ def _epoch(
         active = diverged_at < 0  # after a non-finite step the epoch stops updating
         diverged_at_before, step_before = diverged_at, state.step
         key = None if dropout_key is None else jax.random.fold_in(dropout_key, batch_index[0])
-        state, m = step(state, (x[rows], y[rows], weights), active, key)
+        batch = (x[rows], y[rows], weights)
+        if mesh is not None:
+            batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, PartitionSpec("batch")))
+        state, m = step(state, batch, active, key)
         ok = m.finite & active
         diverged_at = jnp.where(~m.finite & active, step_before, diverged_at_before)
         sums = tuple(s + jnp.where(ok, v, 0.0).astype(jnp.float32) for s, v in zip(sums, m[:3]))
@@ -282,7 +295,7 @@ def _epoch(
 
 
 run_epoch = functools.partial(
-    jax.jit, static_argnames=("model", "optimizer", "batch_size", "shuffle"), donate_argnums=0
+    jax.jit, static_argnames=("model", "optimizer", "batch_size", "shuffle", "mesh"), donate_argnums=0
 )(_epoch)
 
 

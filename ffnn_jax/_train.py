@@ -28,6 +28,7 @@ from ._errors import check_positive_int
 from ._gradcheck import x64_scope
 from ._inference import TrainedModel
 from ._loop import RunState, returned_params, run_epochs
+from ._parallel import replicate
 from ._run_checkpoint import Checkpoint, CheckpointError, CheckpointStore, newest_valid, restore_into
 from ._saved_model import model_metadata
 from ._setup import Prepared, Setup, describe_data, prepare, resumed, setup
@@ -106,6 +107,7 @@ def train(
     keep_checkpoints: int = 2,
     resume: bool = False,
     ensemble: Optional[int] = None,
+    devices=None,
     **settings,
 ) -> TrainResult:
     """Trains a feedforward network on ``x`` [n, d_in] and ``y`` and returns a :class:`TrainResult`.
@@ -132,6 +134,8 @@ def train(
         newest ``keep_checkpoints`` files are kept.
       resume: continue from the newest valid checkpoint in ``checkpoint_dir`` (none: start
         fresh). ``epochs`` is the total; every other setting must equal the checkpoint's.
+      devices: None (one default device), "all", a count or a list of jax devices: each batch is
+        split over them (data parallel; params replicated; the same results to float rounding).
       ensemble: train this many networks (seeds ``seed`` ...) in one program and return an
         :class:`ffnn_jax._ensemble.EnsembleResult` that averages their predictions.
       **settings: fields of :class:`TrainConfig`.
@@ -163,21 +167,23 @@ def train(
     # float64 is enabled for this call only (the user's global jax_enable_x64 is left as it is).
     with x64_scope() if config.dtype == "float64" else contextlib.nullcontext():
         return _train(config, x, y, validation_data, callbacks, sample_weight, initial_params, initial_state,
-                      checkpoint_dir, checkpoint_every, keep_checkpoints, resume)  # fmt: skip
+                      checkpoint_dir, checkpoint_every, keep_checkpoints, resume, devices)  # fmt: skip
 
 
 def _train(config, x, y, validation_data, callbacks, sample_weight, initial_params, initial_state,
-           checkpoint_dir, checkpoint_every, keep_checkpoints, resume) -> TrainResult:  # fmt: skip
+           checkpoint_dir, checkpoint_every, keep_checkpoints, resume, devices) -> TrainResult:  # fmt: skip
     data = prepare(config, x, y, validation_data, sample_weight)
     about = _about(config, data)
     store = None if checkpoint_dir is None else CheckpointStore(checkpoint_dir, keep=keep_checkpoints)
     saved = _checkpoint_to_resume(checkpoint_dir, about) if resume and store is not None else None
     setup_ = setup(
-        config, data, initial_params=initial_params, initial_state=initial_state, has_callbacks=bool(callbacks)
-    )
+        config, data, initial_params=initial_params, initial_state=initial_state, has_callbacks=bool(callbacks),
+        devices=devices,
+    )  # fmt: skip
     run, history = setup_.run, {}
     if saved is not None:
-        run, history = resumed(restore_into(run, saved), run), {k: list(v) for k, v in saved.meta["history"].items()}
+        run = replicate(resumed(restore_into(run, saved), run), setup_.spec.mesh)
+        history = {k: list(v) for k, v in saved.meta["history"].items()}
     run, history = _run_chunks(run, history, setup_, config.epochs, callbacks, store, about, checkpoint_every)
     return make_result(config, data, setup_.spec, run, history)
 
