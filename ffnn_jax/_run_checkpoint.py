@@ -26,6 +26,8 @@ import os
 import re
 import tempfile
 import warnings
+import zipfile
+import zlib
 from typing import Any, List, NamedTuple, Optional, Tuple
 
 import jax
@@ -96,9 +98,7 @@ def decode(path: str) -> Checkpoint:
             digest = members["__sha256__"].tobytes().decode()
             meta = json.loads(body)
             arrays = [members[f"leaf/{i}"] for i in range(len(meta["leaves"]))]
-    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path!r} is not a readable ffnn_jax checkpoint ({type(error).__name__}: {error})") from None
-    except Exception as error:  # zipfile.BadZipFile and other damage to the container
+    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError, zipfile.BadZipFile, zlib.error) as error:
         raise ValueError(f"{path!r} is not a readable ffnn_jax checkpoint ({type(error).__name__}: {error})") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path!r} is not an ffnn_jax run checkpoint (format {meta.get('format')!r})")

@@ -25,3 +25,14 @@ jax.config.update("jax_default_matmul_precision", "highest")
 @pytest.fixture
 def key():
     return jax.random.key(0)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's digits (the built-in copy) as NumPy arrays: x [1797, 64] in [0, 1], y [1797]."""
+    import numpy as np
+
+    import ffnn_jax
+
+    x, y = ffnn_jax.load_digits()
+    return np.asarray(x), np.asarray(y)

@@ -10,12 +10,6 @@ from sklearn.utils.class_weight import compute_class_weight
 import ffnn_jax
 
 
-@pytest.fixture(scope="module")
-def digits():
-    x, y = ffnn_jax.load_digits()
-    return np.asarray(x), np.asarray(y)
-
-
 FAST = dict(hidden_sizes=(32,), optimizer="adam", learning_rate=0.01, epochs=3)
 
 

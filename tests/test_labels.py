@@ -10,12 +10,6 @@ import pytest
 import ffnn_jax
 
 
-@pytest.fixture(scope="module")
-def digits():
-    x, y = ffnn_jax.load_digits()
-    return np.asarray(x), np.asarray(y)
-
-
 FAST = dict(hidden_sizes=(16,), optimizer="adam", learning_rate=0.01, epochs=5)
 
 
