@@ -103,5 +103,6 @@ def test_cli_float64_writes_float64_params(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "ffnn_jax", "train", "-e", "2", "-sz", "8", "--dtype", "float64"]
     subprocess.run(command + ["--out", str(out), "--no_plot", "--no_progress"], check=True, capture_output=True)
-    params, meta = ffnn_jax.load_params(str(out / "params.npz"))
+    with pytest.warns(UserWarning, match="standardized inputs"):  # the CLI standardizes by default
+        params, meta = ffnn_jax.load_params(str(out / "params.npz"))
     assert params[0].W.dtype == np.float64 and meta["config"]["dtype"] == "float64"
