@@ -310,6 +310,52 @@ def _write_metrics(folder: str, history: dict, fmt: str) -> str:
     return path
 
 
+def _confusion(result, x, y):
+    """``(classes, counts [k, k])`` of a single-label classifier on (x, y): rows true, columns predicted."""
+    if result.task != "classification" or result.classes is None or result.model.loss != "cross_entropy":
+        return None
+    from ._labels import encode_with
+
+    truth = encode_with(result.classes, y, "y_test")
+    predicted = encode_with(result.classes, result.predict(x), "predictions")
+    k = len(result.classes)
+    return result.classes, np.bincount(truth * k + predicted, minlength=k * k).reshape(k, k)
+
+
+def _plot_confusion(folder: str, classes, matrix, dataset: str) -> Optional[str]:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    from ._download import CLASS_NAMES
+
+    names = CLASS_NAMES.get(dataset.lower())
+    labels = [names[c] if names is not None and 0 <= int(c) < len(names) else str(c) for c in classes.tolist()] if (
+        classes.dtype.kind in "iu") else [str(c) for c in classes.tolist()]  # fmt: skip
+    k = len(classes)
+    fig = Figure(figsize=(max(5, 0.55 * k + 2), max(4, 0.5 * k + 1.5)))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if rates[i, j] > 0.5 else "black")  # fmt: skip
+    ax.set_xticks(range(k), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), labels, fontsize=8)
+    accuracy = matrix.trace() / max(matrix.sum(), 1)
+    ax.set(xlabel="predicted", ylabel="true", title=f"test set confusion matrix (accuracy {accuracy:.4f})")
+    fig.colorbar(image, ax=ax, label="share of the true class")
+    fig.tight_layout()
+    path = os.path.join(folder, "confusion_matrix.png")
+    tmp = os.path.join(folder, ".tmp-confusion_matrix.png")
+    fig.savefig(tmp, dpi=120, format="png")
+    os.replace(tmp, path)
+    return path
+
+
 def _plot_losses(folder: str, history: dict) -> Optional[str]:
     try:
         import matplotlib
@@ -470,6 +516,7 @@ def run_train(args) -> int:
     progress.close()
     seconds = time.perf_counter() - start
     test = result.evaluate(x_test, y_test)
+    confusion = _confusion(result, x_test, y_test)
     summary = {
         "dataset": args.dataset,
         "train_samples": int(len(x)),
@@ -489,8 +536,15 @@ def run_train(args) -> int:
     metadata = {"config": config, "model": model}
     save_params(os.path.join(folder, "params.npz"), result.params, metadata=metadata, overwrite=True)
     _write_metrics(folder, result.history, args.metrics_format)
+    if confusion is not None:
+        classes, matrix = confusion
+        per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+        summary["test_per_class_accuracy"] = {str(c): float(a) for c, a in zip(classes.tolist(), per_class)}
+        summary["test_confusion_matrix"] = matrix.tolist()  # rows: true class, columns: predicted, in `classes` order
     if args.plot:
         _plot_losses(folder, result.history)
+        if confusion is not None:
+            _plot_confusion(folder, *confusion, args.dataset)
     atomic_write_bytes(os.path.join(folder, "summary.json"), json.dumps(summary, indent=2).encode(), overwrite=True)
     metric = "accuracy" if "accuracy" in test else "r2"
     print(
@@ -506,6 +560,7 @@ def run_train(args) -> int:
         f"test loss {test['loss']:.4f}, test {metric} {test[metric]:.4f}\n"
         f"files in {folder}/: params.npz, metrics.{args.metrics_format}, summary.json"
         + (", loss_curve.png" if args.plot else "")
+        + (", confusion_matrix.png" if args.plot and confusion is not None else "")
         + f"; checkpoints in {checkpoint_dir}/"
     )
     return 0

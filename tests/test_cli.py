@@ -39,7 +39,8 @@ def test_train_on_digits_writes_params_metrics_summary_and_loss_curve(tmp_path, 
     assert status == 0
     captured = capsys.readouterr()
     assert "test accuracy" in captured.out and "epoch" in captured.err  # summary and progress bar
-    files = ["checkpoints", "command.json", "loss_curve.png", "metrics.jsonl", "params.npz", "summary.json"]
+    files = ["checkpoints", "command.json", "confusion_matrix.png", "loss_curve.png", "metrics.jsonl", "params.npz"]
+    files.append("summary.json")
     assert sorted(p.name for p in out.iterdir()) == files
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3] and "val_accuracy" in rows[0]
@@ -217,3 +218,17 @@ def test_the_target_flag_picks_the_label_first_column_of_an_mnist_style_csv(tmp_
     summary = json.loads((out / "summary.json").read_text())
     assert summary["layer_sizes"] == [3, 4, 3] and summary["train_samples"] + summary["test_samples"] == 60
     assert json.loads((out / "command.json").read_text())["target"] == (target if target == "label" else int(target))
+
+
+def test_a_classification_run_writes_its_confusion_matrix_and_per_class_accuracy(tmp_path):
+    out = tmp_path / "run"
+    assert cli.main(["train", "-e", "2", "-sz", "16", "--no_progress", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    matrix = np.array(summary["test_confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == summary["test_samples"]
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(summary["test_accuracy"], abs=1e-6)
+    assert sorted(summary["test_per_class_accuracy"]) == [str(i) for i in range(10)]
+    assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    regression = tmp_path / "regression"
+    assert cli.main(["train", "-d", "diabetes", "-e", "1", "--no_progress", "--out", str(regression)]) == 0
+    assert not (regression / "confusion_matrix.png").exists()
