@@ -1,21 +1,24 @@
 """Full-batch L-BFGS on the flat θ vector: the whole solve is one compiled ``lax.while_loop``.
 
 scikit-learn's ``solver="lbfgs"`` hands its whole-data objective to scipy's L-BFGS-B. Here the
-objective is :func:`ffnn_jax.loss` on the flat θ of :func:`ffnn_jax.ravel`, times a constant
-``scale`` (so the minimised value can be made to equal scikit-learn's), minimised by
-``optax.lbfgs`` (memory 10) with its zoom line search (at most 20 evaluations per iteration),
-the settings of scipy's L-BFGS-B. The stopping rules are scipy's: the largest gradient entry
-at most ``tol`` (``gtol``), a relative decrease of the objective at most ``ftol``, ``max_iter``
-iterations or ``max_fun`` objective evaluations. A step whose objective is not finite or not
-lower is rejected and ends the solve. In float32 the relative-decrease rule fires once the
-objective stops changing at float32 precision, often before a float64 scipy run would stop.
-Only the activation, the loss and the length of the recorded loss curve (``max_iter`` rounded
-up to a power of two) are static: new data of the same shapes, new λ, tolerances or limits
-reuse the compiled solver.
+objective is :func:`ffnn_jax.loss` on the flat θ of :func:`ffnn_jax.ravel` (its L2 term with one
+λ per layer), times a constant ``scale`` (so the minimised value can be made to equal
+scikit-learn's), minimised by ``optax.lbfgs`` (memory 10) with its zoom line search (at most 20
+evaluations per iteration), the settings of scipy's L-BFGS-B. The stopping rules are scipy's:
+the largest gradient entry at most ``tol`` (``gtol``), a relative decrease of the objective at
+most ``ftol``, ``max_iter`` iterations, or more than ``max_fun`` objective evaluations (checked
+after each iteration, as scipy does). A step whose objective is not finite or not lower is
+rejected; as in scipy, the memory is then dropped and the iteration retried from the gradient
+direction, and a second failure in a row ends the solve (scipy's ``ABNORMAL``). The solve runs in
+the dtype of ``x`` (float64 inside :func:`ffnn_jax._gradcheck.x64_scope`); in float32 the
+relative-decrease rule fires once the objective stops changing at float32 precision. Only the
+activation, the loss, the number of layers and the length of the recorded loss curve
+(``max_iter`` rounded up to a power of two) are static: new data of the same shapes, new λ,
+tolerances or limits reuse the compiled solver.
 """
 
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,12 +32,11 @@ from ._types import Activation, Array, Params
 
 # Status codes, as in scipy: 0 converged; 1 an iteration or evaluation limit; 2 no progress.
 CONVERGED, LIMIT_REACHED, NO_PROGRESS, RUNNING = 0, 1, 2, -1
-STATUS_MESSAGES = {
-    CONVERGED: "converged",
-    LIMIT_REACHED: "iteration or function-evaluation limit reached",
-    NO_PROGRESS: "the line search found no lower objective",
-}
 SCIPY_FTOL = 2.220446049250313e-09  # scipy's default relative-decrease tolerance
+# scipy's L-BFGS-B messages (``OptimizeResult.message``), which scikit-learn's warning quotes.
+ITERATION_LIMIT_MSG = "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT"
+EVALUATION_LIMIT_MSG = "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT"
+ABNORMAL_MSG = "ABNORMAL: "
 
 
 class LBFGSResult(NamedTuple):
@@ -48,6 +50,13 @@ class LBFGSResult(NamedTuple):
     status: Array  # int32 [], one of CONVERGED, LIMIT_REACHED, NO_PROGRESS
 
 
+def status_message(status: int, n_iter: int, max_iter: int) -> str:
+    """scipy's message for a finished solve's ``status`` (the iteration limit is tested first, as there)."""
+    if status == LIMIT_REACHED:
+        return ITERATION_LIMIT_MSG if n_iter >= max_iter else EVALUATION_LIMIT_MSG
+    return ABNORMAL_MSG if status == NO_PROGRESS else "CONVERGENCE"
+
+
 def minimize_lbfgs(
     params: Params,
     x: Array,
@@ -57,31 +66,45 @@ def minimize_lbfgs(
     activation: Activation,
     loss: str,
     classification: bool,
-    weight_decay: float,
+    weight_decay: float | Sequence[float],
     scale: float = 1.0,
+    units: float = 1.0,
+    grad_factors: Optional[Sequence[float]] = None,
     max_iter: int = 200,
     max_fun: int = 15000,
     tol: float = 1e-4,
     ftol: float = SCIPY_FTOL,
 ) -> LBFGSResult:
-    """Minimises ``scale · loss(params, (x, y), weight_decay=λ, mask=sample_weight)`` from ``params``.
+    """Minimises ``f = scale · loss(params, (x, y), mask=sample_weight)`` from ``params``.
+
+    The stopping rules read the objective in other units when the caller minimises a rescaled
+    problem (e.g. standardized targets): ``units · f`` is the objective they test and
+    ``units · grad_factors[l] · ∂f/∂θ`` its gradient for the entries of layer l.
 
     Args:
-      params: starting parameters (a ``LayerParams`` tuple).
+      params: starting parameters (a ``LayerParams`` tuple); the solve runs in ``x``'s dtype.
       x: inputs [n, d_in]; y: targets as :func:`ffnn_jax.loss` takes them.
       sample_weight: [n] row weights (the data term is Σ w ℓ / Σ w).
       activation, loss, classification: as for :func:`ffnn_jax.loss`.
-      weight_decay: λ of the L2 term (λ/2)Σ‖W‖².
-      scale: constant factor on the objective (it changes the value and ``tol``'s meaning only).
+      weight_decay: λ of the L2 term (λ/2)Σ‖W‖², or one λ_l per layer: Σ_l (λ_l/2)‖W_l‖².
+      scale: constant factor on the objective.
+      units: the objective the stopping rules test is ``units · f``.
+      grad_factors: one factor per layer for the gradient test (None: all 1).
       max_iter: iteration limit (also the length of ``losses``, which records at most 2^14).
-      max_fun: limit on objective evaluations (checked after each iteration, as scipy does).
-      tol: stop when max_i |∂f/∂θ_i| <= tol.
-      ftol: stop when (f_old − f_new) <= ftol · max(|f_old|, |f_new|, 1).
+      max_fun: the solve stops once more than this many objective evaluations were made
+        (checked after each iteration, as scipy does).
+      tol: stop when max_i |∂(units·f)/∂θ_i| · grad_factors <= tol.
+      ftol: stop when (f_old − f_new) <= ftol · max(|f_old|, |f_new|, 1), in ``units · f``.
 
     Returns:
-      An :class:`LBFGSResult`.
+      An :class:`LBFGSResult` (value and losses are ``f``, not ``units · f``).
     """
-    numbers = jnp.asarray([weight_decay, scale, tol, ftol], jnp.float32)
+    dtype = jnp.result_type(x)
+    n_layers = len(params)
+    decay = np.broadcast_to(np.asarray(weight_decay, np.float64), (n_layers,))
+    factors = np.ones(n_layers) if grad_factors is None else np.asarray(grad_factors, np.float64)
+    numbers = jnp.asarray([scale, units, tol, ftol], dtype)
+    per_layer = jnp.asarray(np.stack([decay, factors]), dtype)
     limits = jnp.asarray(np.minimum([max_iter, max_fun], np.iinfo(np.int32).max), jnp.int32)
     # A few compiled sizes serve every max_iter; iterations past the buffer are not recorded.
     length = 1 << min(max(4, (max_iter - 1).bit_length()), 14)
@@ -91,6 +114,7 @@ def minimize_lbfgs(
         y,
         sample_weight,
         numbers,
+        per_layer,
         limits,
         activation=activation,
         loss=loss,
@@ -109,27 +133,43 @@ class _Carry(NamedTuple):
     n_fev: Array
     status: Array
     losses: Array
+    restarted: Array  # bool [], the memory was just dropped after a rejected step
 
 
 @functools.partial(jax.jit, static_argnames=("activation", "loss", "classification", "length"))
-def _solve(params, x, y, sample_weight, numbers, limits, *, activation, loss, classification, length):
-    weight_decay, scale, tol, ftol = numbers[0], numbers[1], numbers[2], numbers[3]
+def _solve(params, x, y, sample_weight, numbers, per_layer, limits, *, activation, loss, classification, length):
+    scale, units, tol, ftol = numbers[0], numbers[1], numbers[2], numbers[3]
     max_iter, max_fun = limits[0], limits[1]
     theta0, unravel = ravel(params)
+    decay, factors = per_layer[0], per_layer[1]
+    # Per-entry factor of the gradient test: layer l's W and b entries get factors[l].
+    entry_factors, _ = ravel(
+        tuple(
+            jax.tree_util.tree_map(lambda leaf: jnp.full_like(leaf, factors[i]), layer)
+            for i, layer in enumerate(params)
+        )
+    )
 
     def f(theta):
-        settings = dict(activation=activation, loss=loss, weight_decay=weight_decay, classification=classification)
-        return scale * objective(unravel(theta), (x, y), mask=sample_weight, **settings)
+        network = unravel(theta)
+        settings = dict(activation=activation, loss=loss, classification=classification)
+        data = objective(network, (x, y), mask=sample_weight, **settings)
+        penalty = sum(0.5 * decay[i] * jnp.sum(layer.W**2) for i, layer in enumerate(network))
+        return scale * (data + penalty)
+
+    def gradient_small(grad):
+        return jnp.max(jnp.abs(grad * entry_factors)) * units <= tol
 
     solver = optax.lbfgs(
         memory_size=10,
         linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=20, initial_guess_strategy="one"),
     )
     value0, grad0 = jax.value_and_grad(f)(theta0)
-    status0 = jnp.where(jnp.max(jnp.abs(grad0)) <= tol, CONVERGED, RUNNING)
+    status0 = jnp.where(gradient_small(grad0), CONVERGED, RUNNING)
     losses0 = jnp.full((length,), jnp.nan, value0.dtype)
     one = jnp.ones((), jnp.int32)
-    init = _Carry(theta0, solver.init(theta0), value0, grad0, 0 * one, one, status0.astype(jnp.int32), losses0)
+    fresh = solver.init(theta0)
+    init = _Carry(theta0, fresh, value0, grad0, 0 * one, one, status0.astype(jnp.int32), losses0, jnp.zeros((), bool))
 
     def body(c: _Carry) -> _Carry:
         updates, opt_state = solver.update(c.grad, c.opt_state, c.theta, value=c.value, grad=c.grad, value_fn=f)
@@ -137,24 +177,28 @@ def _solve(params, x, y, sample_weight, numbers, limits, *, activation, loss, cl
         value = optax.tree.get(opt_state, "value")
         grad = optax.tree.get(opt_state, "grad")
         n_fev = c.n_fev + optax.tree.get(opt_state, "num_linesearch_steps").astype(jnp.int32)
-        n_iter = c.n_iter + 1
         accepted = jnp.isfinite(value) & jnp.all(jnp.isfinite(theta)) & (value <= c.value)
-        small_decrease = c.value - value <= ftol * jnp.maximum(jnp.maximum(jnp.abs(c.value), jnp.abs(value)), 1.0)
+        n_iter = c.n_iter + accepted.astype(jnp.int32)
+        floor = 1.0 / units  # scipy's max(|f_old|, |f_new|, 1), the 1 in the tested units
+        small_decrease = c.value - value <= ftol * jnp.maximum(jnp.maximum(jnp.abs(c.value), jnp.abs(value)), floor)
+        retry = ~accepted & ~c.restarted  # drop the memory and try again from the gradient direction
         status = jnp.select(
-            [~accepted, jnp.max(jnp.abs(grad)) <= tol, small_decrease, (n_iter >= max_iter) | (n_fev >= max_fun)],
-            [NO_PROGRESS, CONVERGED, CONVERGED, LIMIT_REACHED],
+            [retry, ~accepted, gradient_small(grad), small_decrease, n_iter >= max_iter, n_fev > max_fun],
+            [RUNNING, NO_PROGRESS, CONVERGED, CONVERGED, LIMIT_REACHED, LIMIT_REACHED],
             RUNNING,
         ).astype(jnp.int32)
         keep = lambda new, old: jnp.where(accepted, new, old)  # noqa: E731
+        restart = solver.init(c.theta)
         return _Carry(
             keep(theta, c.theta),
-            opt_state,
+            jax.tree_util.tree_map(lambda new, old: jnp.where(accepted, new, old), opt_state, restart),
             keep(value, c.value),
             keep(grad, c.grad),
-            n_iter - (~accepted).astype(jnp.int32),
+            n_iter,
             n_fev,
             status,
-            c.losses.at[c.n_iter].set(jnp.where(accepted, value, jnp.nan)),
+            c.losses.at[c.n_iter].set(jnp.where(accepted, value, c.losses[c.n_iter])),
+            retry,
         )
 
     final = jax.lax.while_loop(lambda c: c.status == RUNNING, body, init)
