@@ -11,6 +11,7 @@ that stops early stops updating; one that diverges is masked and reported, and n
 others.
 """
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -26,6 +27,7 @@ import numpy as np
 from ._checkpoint import atomic_write_bytes
 from ._config import TrainConfig
 from ._errors import check_positive_int
+from ._gradcheck import x64_scope
 from ._labels import is_label_column
 from ._loop import RunState, run_members
 from ._setup import place, prepare, setup
@@ -205,13 +207,15 @@ def sweep(
             raise ValueError(f"`folds` must be at least 2, got {folds}")
         if validation_data is not None or any(config.validation_fraction > 0 for config in configs):
             raise ValueError("`folds` holds out each fold in turn: pass no validation_data or validation_fraction")
-    plans, datasets = _plan(x, y, configs, folds, validation_data, sample_weight, base.seed)
-
-    results: List[Optional[TrainResult]] = [None] * len(plans)
-    groups = _groups(plans, datasets)
-    for group in groups:
-        for index, result in _run_group(group, plans, datasets).items():
-            results[index] = result
+    results: List[Optional[TrainResult]] = []
+    # float64 members need x64 for the call, as train() scopes it (the global setting is left alone)
+    with x64_scope() if any(config.dtype == "float64" for config in configs) else contextlib.nullcontext():
+        plans, datasets = _plan(x, y, configs, folds, validation_data, sample_weight, base.seed)
+        results = [None] * len(plans)
+        groups = _groups(plans, datasets)
+        for group in groups:
+            for index, result in _run_group(group, plans, datasets).items():
+                results[index] = result
     monitor = groups[0][0][1].spec.rule.monitor  # as train() resolves it: val_loss with validation data
     table = _table(points, plans, results, monitor, folds)
     best_index = _best_point(table, monitor)

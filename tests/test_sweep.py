@@ -178,3 +178,10 @@ def test_an_ensemble_with_a_validation_fraction_shares_one_held_out_split(digits
     ensemble = ffnn_jax.train(x, y, ensemble=2, validation_fraction=0.25, **BASE)
     alone = ffnn_jax.train(x, y, validation_fraction=0.25, **BASE)  # seed 0 draws the same split
     assert ensemble.members[0].history["val_loss"] == alone.history["val_loss"]
+
+
+def test_float64_members_train_in_float64(digits):
+    x, y = digits
+    result = ffnn_jax.sweep(x, y, grid={"learning_rate": [1e-3, 1e-2]}, dtype="float64", **BASE)
+    assert {r.params[0].W.dtype for r in result.results} == {np.dtype("float64")}
+    assert not jax.config.jax_enable_x64
