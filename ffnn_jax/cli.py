@@ -663,6 +663,47 @@ def run_sweep(args) -> int:
     return 0
 
 
+def run_show(args) -> int:
+    """Runs ``ffnn-jax show``: one sample image per class of an image data set, with the class names."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ._download import CLASS_NAMES
+
+    name = args.dataset.lower()
+    x, y = (
+        load_dataset(args.dataset, "train", data_dir=args.data_dir)
+        if name in CLASS_NAMES
+        else load_dataset(args.dataset)
+    )
+    x, y = np.asarray(x), np.asarray(y)
+    side = int(round(np.sqrt(x.shape[1])))
+    if side * side != x.shape[1]:
+        raise ValueError(f"`--dataset` {args.dataset!r} has {x.shape[1]} features, not a square image")
+    classes = np.unique(y)
+    names = CLASS_NAMES.get(name)
+    columns = min(5, len(classes))
+    rows = -(-len(classes) // columns)
+    fig = Figure(figsize=(2.0 * columns, 2.3 * rows))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    rng = np.random.default_rng(args.seed)
+    for ax, label in zip(axes.flat, classes):
+        image = x[rng.choice(np.flatnonzero(y == label))].reshape(side, side)
+        ax.imshow(image, cmap="gray_r")
+        title = names[int(label)] if names is not None and 0 <= int(label) < len(names) else str(label)
+        ax.set_title(f"{int(label)}: {title}" if names is not None else title, fontsize=9)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    folder = os.path.dirname(os.path.abspath(args.out))
+    tmp = os.path.join(folder, ".tmp-" + os.path.basename(args.out))
+    fig.savefig(tmp, dpi=110, format="png")
+    os.replace(tmp, args.out)
+    print(f"one sample image per class of {args.dataset} ({len(classes)} classes) in {args.out}")
+    return 0
+
+
 def run_gradcheck(args) -> int:
     """Runs ``ffnn-jax gradcheck``: jax.grad vs backprop vs finite differences on the network the
     flags describe, at initialisation (``-e 0``) or after training; exit status 1 if it fails."""
@@ -726,6 +767,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument("--config", required=True, help="the sweep YAML (method, metric, parameters, run_cap)")
     _add_train_flags(sweep_parser)
     sweep_parser.set_defaults(run=run_sweep)
+    show_parser = commands.add_parser(
+        "show", help="draw one sample image per class", description="One sample image per class, with its name."
+    )
+    show_parser.add_argument(
+        "-d", "--dataset", default="fashion_mnist", help="fashion_mnist (default), mnist or digits"
+    )
+    show_parser.add_argument("--data_dir", default=None, help="folder with the IDX files (as for train)")
+    show_parser.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
+    show_parser.add_argument("--seed", type=int, default=0, help="which sample of each class (default 0)")
+    show_parser.set_defaults(run=run_show)
     predict_parser = commands.add_parser(
         "predict",
         help="predict with a saved run (its standardizer applied) and write a CSV",
@@ -743,7 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
     predict_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     predict_parser.set_defaults(run=run_predict)
-    for sub in (train_parser, check_parser, predict_parser, sweep_parser):
+    for sub in (train_parser, check_parser, predict_parser, sweep_parser, show_parser):
         _add_cache_flag(sub)
     return parser
 

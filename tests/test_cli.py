@@ -232,3 +232,12 @@ def test_a_classification_run_writes_its_confusion_matrix_and_per_class_accuracy
     regression = tmp_path / "regression"
     assert cli.main(["train", "-d", "diabetes", "-e", "1", "--no_progress", "--out", str(regression)]) == 0
     assert not (regression / "confusion_matrix.png").exists()
+
+
+def test_show_draws_one_sample_per_class_and_refuses_non_image_data(tmp_path, capsys):
+    out = tmp_path / "samples.png"
+    assert cli.main(["show", "-d", "digits", "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG" and "10 classes" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["show", "-d", "diabetes", "--out", str(tmp_path / "x.png")])
+    assert caught.value.code == 2 and "not a square image" in capsys.readouterr().err
