@@ -36,3 +36,13 @@ def digits():
 
     x, y = ffnn_jax.load_digits()
     return np.asarray(x), np.asarray(y)
+
+
+@pytest.fixture(scope="session")
+def blobs():
+    """Three standardized Gaussian blobs: X [90, 4], y [90] in {0, 1, 2} (the estimator tests' data)."""
+    from sklearn.datasets import make_blobs
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = make_blobs(n_samples=90, centers=3, n_features=4, random_state=0)
+    return StandardScaler().fit_transform(X), y

@@ -13,7 +13,7 @@ import optax
 import pytest
 import scipy.sparse
 from sklearn.base import clone, is_classifier
-from sklearn.datasets import load_iris, make_blobs, make_regression
+from sklearn.datasets import load_iris, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
@@ -62,12 +62,6 @@ def test_invalid_parameters_raise_errors_naming_them(estimator):
 def test_feature_names_of_dataframes_are_kept_and_checked(estimator):
     pytest.importorskip("pandas")
     check_dataframe_column_names_consistency(type(estimator).__name__, estimator)
-
-
-@pytest.fixture(scope="module")
-def blobs():
-    X, y = make_blobs(n_samples=90, centers=3, n_features=4, random_state=0)
-    return StandardScaler().fit_transform(X), y
 
 
 @pytest.fixture(scope="module")

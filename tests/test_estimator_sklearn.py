@@ -9,34 +9,24 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.datasets import make_blobs, make_regression
+from sklearn.datasets import make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.neural_network import MLPRegressor as SkMLPRegressor
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.class_weight import compute_class_weight
+from test_estimator import SMALL, small
 
 from ffnn_jax import _estimator
 from ffnn_jax.estimators import MLPClassifier, MLPRegressor
 
 
-SMALL = dict(hidden_layer_sizes=(8,), max_iter=20, learning_rate_init=0.01, random_state=0)
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 SCALE_HINT = (
     "You might also want to scale the data as shown in:\n    https://scikit-learn.org/stable/modules/preprocessing.html"
 )
 NON_FINITE = "Solver produced non-finite parameter weights. The input data may contain large values"
-
-
-def small(**changes) -> dict:
-    return {**SMALL, **changes}
-
-
-@pytest.fixture(scope="module")
-def blobs():
-    X, y = make_blobs(n_samples=90, centers=3, n_features=4, random_state=0)
-    return StandardScaler().fit_transform(X), y
 
 
 @pytest.fixture(scope="module")
