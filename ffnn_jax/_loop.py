@@ -30,6 +30,7 @@ class RunSpec(NamedTuple):
     track_best: bool  # keep the best epoch's params (early stopping with restore_best)
     chunk: int  # most epochs per dispatch (sizes the per-epoch history buffers)
     mesh: Any = None  # jax.sharding.Mesh (axis "batch") to split each batch over; None: one device
+    rows: Optional[int] = None  # training rows when the placed arrays carry padding rows (several processes)
 
 
 class RunState(NamedTuple):
@@ -84,6 +85,7 @@ def _one_epoch(run: RunState, train_data: tuple, val_data: Optional[tuple], numb
     state, sums = _epoch(
         run.train, x, y, sample_weight,
         model=model, optimizer=spec.optimizer, batch_size=spec.batch_size, shuffle=spec.shuffle, mesh=spec.mesh,
+        n_rows=spec.rows,
     )  # fmt: skip
     row = {"train_loss": sums.loss_sum / sums.count}
     if model.classification:

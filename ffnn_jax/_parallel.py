@@ -1,12 +1,15 @@
-"""Data parallelism on one host: a ``jax.sharding.Mesh`` over the devices, each batch split across them.
+"""Data parallelism: a ``jax.sharding.Mesh`` over the devices, each batch split across them.
 
-``train(..., devices=...)`` builds the mesh; the data and the run state are replicated on it and the
-epoch constrains each batch to be split along the mesh's "batch" axis (see ``ffnn_jax._step._epoch``):
-the same jitted step, scanned the same way, with XLA inserting the gradient all-reduce. No collective
-is written by hand.
+``train(..., devices=...)`` builds the mesh; the run state is replicated on it and the epoch
+constrains each batch to be split along the mesh's "batch" axis (see ``ffnn_jax._step._epoch``):
+the same jitted step, scanned the same way, with XLA inserting the gradient all-reduce. No
+collective is written by hand. On one process the training arrays are replicated; across several
+processes (:mod:`ffnn_jax._distributed`) each process puts only its own block of rows on its
+devices (:func:`shard_rows`), and the gather of a batch's rows becomes a masked local gather plus
+one all-reduce of the batch.
 """
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import jax
 import numpy as np
@@ -14,15 +17,16 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
 def make_mesh(devices: Any) -> Optional[Mesh]:
-    """None for ``devices=None`` (one default device, no mesh); else a 1-D mesh with axis "batch" over
-    ``"all"`` devices, the first ``n``, or the given list of ``jax.Device``."""
-    if devices is None:
+    """None for ``devices=None`` on one process (one default device, no mesh); else a 1-D mesh with
+    axis "batch" over ``"all"`` devices, the first ``n``, or the given list of ``jax.Device``.
+    Across several processes ``None`` means all of them, and the mesh must hold devices of each."""
+    if devices is None and jax.process_count() == 1:
         return None
     available = jax.devices()
-    if isinstance(devices, str):
-        if devices != "all":
-            raise ValueError(f"`devices` must be None, 'all', a positive int or a list of devices, got {devices!r}")
+    if devices is None or (isinstance(devices, str) and devices == "all"):
         chosen = available
+    elif isinstance(devices, str):
+        raise ValueError(f"`devices` must be None, 'all', a positive int or a list of devices, got {devices!r}")
     elif isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
         if not 1 <= devices <= len(available):
             raise ValueError(f"`devices`={devices}: this process sees {len(available)} device(s): {available}")
@@ -31,9 +35,66 @@ def make_mesh(devices: Any) -> Optional[Mesh]:
         chosen = list(devices)
     else:
         raise ValueError(f"`devices` must be None, 'all', a positive int or a list of jax devices, got {devices!r}")
+    missing = sorted({d.process_index for d in available} - {d.process_index for d in chosen})
+    if missing:
+        raise ValueError(f"`devices`={devices!r} leaves out every device of process(es) {missing}; a multi-process "
+                         "run needs devices of each process (use devices='all')")  # fmt: skip
     return Mesh(np.array(chosen), ("batch",))
 
 
+def _is_key(leaf) -> bool:
+    return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
 def replicate(tree, mesh: Optional[Mesh]):
-    """``tree`` on every device of ``mesh`` (unchanged without one)."""
-    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    """``tree`` on every device of ``mesh`` (unchanged without one). PRNG keys travel as their data
+    (``device_put`` does not place key arrays on other processes' devices)."""
+    if mesh is None:
+        return tree
+    sharding = NamedSharding(mesh, PartitionSpec())
+
+    def put(leaf):
+        if _is_key(leaf):
+            return jax.random.wrap_key_data(jax.device_put(jax.random.key_data(leaf), sharding),
+                                            impl=jax.random.key_impl(leaf))  # fmt: skip
+        return jax.device_put(leaf, sharding)
+
+    return jax.tree_util.tree_map(put, tree)
+
+
+def padded_rows(n: int, mesh: Mesh) -> int:
+    """``n`` rounded up to a multiple of the mesh's device count (rows of :func:`shard_rows`' arrays)."""
+    return -(-n // mesh.size) * mesh.size
+
+
+def shard_rows(tree, mesh: Mesh):
+    """``tree``'s arrays [n, ...] split by rows over ``mesh`` (padded with zero rows to
+    :func:`padded_rows`); each process puts only the blocks of its own devices."""
+    sharding = NamedSharding(mesh, PartitionSpec("batch"))
+
+    def put(leaf):
+        array = np.asarray(leaf)
+        extra = padded_rows(len(array), mesh) - len(array)
+        shape: Tuple[int, ...] = (len(array) + extra, *array.shape[1:])
+
+        def block(index):
+            rows = array[index[0]]  # a slice of the padded rows; the padding is zeros
+            pad = index[0].indices(shape[0])
+            short = len(range(*pad)) - len(rows)
+            return np.concatenate([rows, np.zeros((short, *array.shape[1:]), array.dtype)]) if short else rows
+
+        return jax.make_array_from_callback(shape, sharding, block)
+
+    return jax.tree_util.tree_map(put, tree)
+
+
+def host_copy(tree):
+    """``tree`` with every array copied to the host (NumPy; PRNG keys stay keys, on this process's
+    default device): what is left of a multi-process run's arrays for this process alone."""
+
+    def fetch(leaf):
+        if _is_key(leaf):
+            return jax.random.wrap_key_data(np.asarray(jax.random.key_data(leaf)), impl=jax.random.key_impl(leaf))
+        return np.asarray(leaf) if isinstance(leaf, jax.Array) else leaf
+
+    return jax.tree_util.tree_map(fetch, tree)

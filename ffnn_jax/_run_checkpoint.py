@@ -159,10 +159,19 @@ def newest_valid(folder: str) -> Optional[Checkpoint]:
 
 
 class CheckpointStore:
-    """Writes a run's checkpoints into ``folder`` (on one background thread), keeping the newest ``keep``."""
+    """Writes a run's checkpoints into ``folder`` (on one background thread), keeping the newest ``keep``.
 
-    def __init__(self, folder: str, *, keep: int):
-        self.folder, self.keep = os.path.abspath(folder), keep
+    With ``write=False`` (every process of a multi-process run but process 0) it keeps the same
+    schedule and paths and writes nothing.
+    """
+
+    def __init__(self, folder: str, *, keep: int, write: bool = True):
+        self.folder, self.keep, self.writes = os.path.abspath(folder), keep, write
+        self._pending: Optional[concurrent.futures.Future] = None
+        self.saved_epoch: Optional[int] = None
+        self._pool = None
+        if not write:
+            return
         try:
             os.makedirs(self.folder, exist_ok=True)
             with tempfile.TemporaryFile(dir=self.folder):
@@ -174,8 +183,6 @@ class CheckpointStore:
         for stale in glob.glob(os.path.join(glob.escape(self.folder), ".tmp-*ckpt-*.npz")):
             os.remove(stale)  # a write that a kill interrupted; the renamed files are all complete
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ffnn_jax-checkpoint")
-        self._pending: Optional[concurrent.futures.Future] = None
-        self.saved_epoch: Optional[int] = None
 
     def path(self, epoch: int) -> str:
         return os.path.join(self.folder, f"ckpt-{epoch:08d}.npz")
@@ -184,12 +191,14 @@ class CheckpointStore:
         """Queues a checkpoint of ``run`` at ``epoch``; with ``wait`` returns once it is on disk.
         Raises the error of an earlier write that failed."""
         self.wait()
+        self.saved_epoch = epoch
+        if not self.writes:
+            return self.path(epoch)
         names, arrays = host_leaves(run)
         history = {name: list(values) for name, values in history.items()}
         self._pending = self._pool.submit(self._write, names, arrays, epoch, history, about)
         if wait:
             self.wait()
-        self.saved_epoch = epoch
         return self.path(epoch)
 
     def _write(self, names, arrays, epoch, history, about) -> None:
@@ -211,4 +220,5 @@ class CheckpointStore:
         try:
             self.wait()
         finally:
-            self._pool.shutdown(wait=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)

@@ -18,7 +18,7 @@ from ._data import Standardizer, fit_standardizer, infer_task, split_indices, va
 from ._labels import MAX_AUTO_CLASSES, encode_labels, encode_with, is_label_column
 from ._loop import RunSpec, RunState, history_names, init_run_state
 from ._optim import OptimizerSpec, make_optimizer
-from ._parallel import make_mesh, replicate
+from ._parallel import make_mesh, replicate, shard_rows
 from ._params import init_params, layer_sizes_of
 from ._sparse import SparseRows
 from ._step import ModelSpec, TrainState, init_train_state
@@ -280,6 +280,7 @@ def setup(
         track_best=track_best,
         chunk=1 if has_callbacks else epochs_per_dispatch(state.params, n),
         mesh=mesh,
+        rows=n if mesh is not None and jax.process_count() > 1 else None,
     )
     train_data, val_data = place(data, mesh) if placed is None else placed
     names = history_names(model, val_data is not None, state.opt_state)
@@ -289,7 +290,12 @@ def setup(
 
 def place(data: Prepared, mesh=None) -> Tuple[tuple, Optional[tuple]]:
     """The training and validation arrays on the device, or replicated on ``mesh`` (waited for: a
-    copy left running would land in the first epoch's time)."""
+    copy left running would land in the first epoch's time). Across several processes the training
+    rows are split over the mesh instead, each process putting only its own (padded to a multiple of
+    the device count: ``RunSpec.rows`` says how many are data)."""
+    if mesh is not None and jax.process_count() > 1:
+        train_data = jax.block_until_ready(shard_rows((data.x, data.y, data.sample_weight), mesh))
+        return train_data, None if data.x_val is None else replicate((data.x_val, data.y_val), mesh)
     if mesh is not None:
         train_data = jax.block_until_ready(replicate((data.x, data.y, data.sample_weight), mesh))
         return train_data, None if data.x_val is None else replicate((data.x_val, data.y_val), mesh)

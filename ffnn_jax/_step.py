@@ -230,6 +230,7 @@ def _epoch(
     batch_size: int,
     shuffle: bool,
     mesh=None,
+    n_rows: Optional[int] = None,
 ):
     """One pass over ``(x [n, d], y)`` in batches of ``batch_size``; returns (state, EpochMetrics).
 
@@ -237,9 +238,10 @@ def _epoch(
     With ``mesh`` (a ``jax.sharding.Mesh`` with axis "batch") each batch is split over its
     devices, padded with masked rows to a multiple of their count (the same rows per batch as on
     one device); params and optimizer state stay replicated, XLA adds the gradient all-reduce.
+    ``n_rows``: the first ``n_rows`` rows are the data, the rest padding (arrays split over processes).
     """
     chex.assert_equal_shape_prefix(jax.tree_util.tree_leaves((x, y, sample_weight)), 1)
-    n = x.shape[0]
+    n = x.shape[0] if n_rows is None else n_rows
     n_batches = -(-n // batch_size)
     padded = n_batches * batch_size
     if any(model.dropout):  # a third stream for the masks (runs without dropout keep their data order)
@@ -295,7 +297,7 @@ def _epoch(
 
 
 run_epoch = functools.partial(
-    jax.jit, static_argnames=("model", "optimizer", "batch_size", "shuffle", "mesh"), donate_argnums=0
+    jax.jit, static_argnames=("model", "optimizer", "batch_size", "shuffle", "mesh", "n_rows"), donate_argnums=0
 )(_epoch)
 
 

@@ -24,11 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._config import TrainConfig
+from ._distributed import any_process, check_same_everywhere, initialize_distributed, is_primary
 from ._errors import check_positive_int
 from ._gradcheck import x64_scope
 from ._inference import TrainedModel
 from ._loop import RunState, returned_params, run_epochs
-from ._parallel import replicate
+from ._parallel import host_copy, replicate
 from ._run_checkpoint import Checkpoint, CheckpointError, CheckpointStore, newest_valid, restore_into
 from ._saved_model import model_metadata
 from ._setup import Prepared, Setup, describe_data, prepare, resumed, setup
@@ -108,6 +109,11 @@ def train(
     resume: bool = False,
     ensemble: Optional[int] = None,
     devices=None,
+    coordinator_address: Optional[str] = None,
+    num_processes: Optional[int] = None,
+    process_id: Optional[int] = None,
+    wandb_project: Optional[str] = None,
+    wandb_entity: Optional[str] = None,
     **settings,
 ) -> TrainResult:
     """Trains a feedforward network on ``x`` [n, d_in] and ``y`` and returns a :class:`TrainResult`.
@@ -136,15 +142,26 @@ def train(
         fresh). ``epochs`` is the total; every other setting must equal the checkpoint's.
       devices: None (one default device), "all", a count or a list of jax devices: each batch is
         split over them (data parallel; params replicated; the same results to float rounding).
+      coordinator_address, num_processes, process_id: run as process ``process_id`` of
+        ``num_processes`` (see :func:`ffnn_jax.initialize_distributed`; also read from JAX_* variables
+        and Slurm). Every process calls ``train()`` with the same data and settings; each puts only its
+        own rows on its devices, the batches are split over every process's devices, and only process 0
+        writes checkpoints. The result holds host (NumPy) arrays.
       ensemble: train this many networks (seeds ``seed`` ...) in one program and return an
         :class:`ffnn_jax._ensemble.EnsembleResult` that averages their predictions.
+      wandb_project: log the run to this Weights & Biases project (``pip install
+        'ffnn_jax[wandb]'``; with many processes, process 0 logs): the settings and data shapes as
+        config, each epoch's history row, the final metrics in the summary; the run is finished
+        when training ends, and marked failed when it raises. ``WANDB_MODE=offline`` keeps it on disk.
+      wandb_entity: the wandb team or user of ``wandb_project`` (default: wandb's default entity).
       **settings: fields of :class:`TrainConfig`.
 
     Returns:
       A :class:`TrainResult`.
 
     Raises:
-      ValueError, TypeError: bad data or settings, before anything is compiled.
+      ValueError, TypeError: bad data or settings, before anything is compiled (also when
+        ``wandb_project`` is given and wandb is not installed).
       TrainingDivergedError: the loss became NaN/inf; carries the last finite params.
       TrainingInterrupted: a signal ended a checkpointed run after saving it.
       CheckpointError: a checkpoint could not be written; carries the run.
@@ -157,27 +174,41 @@ def train(
     """
     config = TrainConfig(**settings)
     _check_checkpointing(checkpoint_dir, checkpoint_every, keep_checkpoints, resume)
+    from ._wandb import check_wandb_names, make_wandb_callback  # wandb itself is imported only when used
+
+    check_wandb_names(wandb_project, wandb_entity)
+    initialize_distributed(coordinator_address, num_processes, process_id)
     if ensemble is not None:
-        if callbacks or initial_params is not None or initial_state is not None or checkpoint_dir is not None:
+        if callbacks or initial_params is not None or initial_state is not None or checkpoint_dir is not None or (
+                wandb_project is not None):  # fmt: skip
             raise ValueError("`ensemble` trains its members in one program: callbacks, initial_params, "
-                             "initial_state and checkpoint_dir are not supported with it")  # fmt: skip
+                             "initial_state, checkpoint_dir and wandb_project are not supported with it")  # fmt: skip
         from ._ensemble import train_ensemble
 
         return train_ensemble(x, y, ensemble, validation_data=validation_data, sample_weight=sample_weight, **settings)
+    tracker = None  # the wandb run: finished on leaving the block below (marked failed when training raises)
+    if wandb_project is not None and is_primary():
+        tracker = make_wandb_callback(config, x, y, validation_data, project=wandb_project, entity=wandb_entity)
+        callbacks = [*callbacks, tracker]
     # float64 is enabled for this call only (the user's global jax_enable_x64 is left as it is).
-    with x64_scope() if config.dtype == "float64" else contextlib.nullcontext():
-        return _train(config, x, y, validation_data, callbacks, sample_weight, initial_params, initial_state,
-                      checkpoint_dir, checkpoint_every, keep_checkpoints, resume, devices)  # fmt: skip
+    with tracker or contextlib.nullcontext(), x64_scope() if config.dtype == "float64" else contextlib.nullcontext():
+        result = _train(config, x, y, validation_data, callbacks, sample_weight, initial_params, initial_state,
+                        checkpoint_dir, checkpoint_every, keep_checkpoints, resume, devices)  # fmt: skip
+        return result if tracker is None else tracker.summarize(result)
 
 
 def _train(config, x, y, validation_data, callbacks, sample_weight, initial_params, initial_state,
            checkpoint_dir, checkpoint_every, keep_checkpoints, resume, devices) -> TrainResult:  # fmt: skip
     data = prepare(config, x, y, validation_data, sample_weight)
     about = _about(config, data)
-    store = None if checkpoint_dir is None else CheckpointStore(checkpoint_dir, keep=keep_checkpoints)
+    check_same_everywhere(about)
+    store = None
+    if checkpoint_dir is not None:  # every process keeps the schedule; process 0 writes the files
+        store = CheckpointStore(checkpoint_dir, keep=keep_checkpoints, write=is_primary())
     saved = _checkpoint_to_resume(checkpoint_dir, about) if resume and store is not None else None
+    (has_callbacks,) = any_process(bool(callbacks))  # the same chunks on every process (process 0's wandb)
     setup_ = setup(
-        config, data, initial_params=initial_params, initial_state=initial_state, has_callbacks=bool(callbacks),
+        config, data, initial_params=initial_params, initial_state=initial_state, has_callbacks=has_callbacks,
         devices=devices,
     )  # fmt: skip
     run, history = setup_.run, {}
@@ -185,6 +216,8 @@ def _train(config, x, y, validation_data, callbacks, sample_weight, initial_para
         run = replicate(resumed(restore_into(run, saved), run), setup_.spec.mesh)
         history = {k: list(v) for k, v in saved.meta["history"].items()}
     run, history = _run_chunks(run, history, setup_, config.epochs, callbacks, store, about, checkpoint_every)
+    if jax.process_count() > 1:  # arrays that span processes: the result is usable on this one alone
+        run = host_copy(run)
     return make_result(config, data, setup_.spec, run, history)
 
 
@@ -297,6 +330,12 @@ def _run_chunks(run: RunState, history: dict, setup_: Setup, epochs: int, callba
                 for row in append_rows(history, setup_.names, rows, before, epoch, seconds):
                     if any(callback(row["epoch"], dict(row)) is True for callback in callbacks):
                         stopped, run = True, run._replace(stopped=jnp.ones((), bool))
+                # every process of a multi-process run stops at the same chunk (a signal or a callback on one)
+                signalled, stopped_somewhere = any_process(bool(caught), stopped)
+                if signalled and not caught and store is not None:
+                    caught.append(signal.SIGTERM)
+                if stopped_somewhere and not stopped:
+                    stopped, run = True, run._replace(stopped=jnp.ones((), bool))
                 finished = epoch >= epochs or stopped or diverged
                 if store is not None and (finished or epoch % every == 0 or caught):
                     store.save(run, epoch=epoch, history=history, about=about, wait=bool(caught))

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._cache import enable_compilation_cache
+from ._distributed import DEFAULT_TIMEOUT_S, initialize_distributed, is_primary
 from ._checkpoint import atomic_write_bytes, save_params
 from ._config import TrainConfig
 from ._data import _split_dataset, load_dataset, resolve_target
@@ -205,6 +206,30 @@ def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True) -
     )
     out.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
     out.add_argument("--no_plot", dest="plot", action="store_false", help="do not write loss_curve.png")
+    tracking = parser.add_argument_group("Weights & Biases (pip install 'ffnn_jax[wandb]'; WANDB_MODE=offline)")
+    tracking.add_argument("-wp", "--wandb_project", default=None,
+                          help="log the run (sweep: each member, in one group) to this wandb project")  # fmt: skip
+    tracking.add_argument("-we", "--wandb_entity", default=None, help="the wandb team or user (default: wandb's)")
+    _add_process_flags(parser)
+
+
+def _add_process_flags(parser: argparse.ArgumentParser) -> None:
+    """The multi-process flags (``jax.distributed``); ``ffnn-jax launch`` sets them through JAX_* variables."""
+    group = parser.add_argument_group("several processes (jax.distributed; default: the JAX_* variables or Slurm)")
+    group.add_argument("--coordinator_address", default=None, metavar="HOST:PORT",
+                       help="process 0's address, which hosts the coordinator")  # fmt: skip
+    group.add_argument("--num_processes", type=int, default=None, help="processes in the run")
+    group.add_argument("--process_id", type=int, default=None, help="this process's rank, 0 .. num_processes-1")
+    group.add_argument("--distributed_timeout", type=int, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                       help="seconds to wait for the others to join, and after which a silent process counts as "
+                       f"dead and the others exit (default {DEFAULT_TIMEOUT_S})")  # fmt: skip
+
+
+def _join_processes(args) -> bool:
+    """Joins a multi-process run when the flags or environment ask for one; True on process 0 (or alone)."""
+    initialize_distributed(args.coordinator_address, args.num_processes, args.process_id,
+                           timeout_s=args.distributed_timeout)  # fmt: skip
+    return is_primary()
 
 
 def _hidden_sizes(args) -> tuple:
@@ -322,17 +347,22 @@ def _confusion(result, x, y):
     return result.classes, np.bincount(truth * k + predicted, minlength=k * k).reshape(k, k)
 
 
+def _class_labels(classes, dataset: str) -> list:
+    """Display names of a classifier's classes: Fashion-MNIST/MNIST names for their integer labels, else the labels."""
+    from ._download import CLASS_NAMES
+
+    names = CLASS_NAMES.get(dataset.lower())
+    return [names[c] if names is not None and 0 <= int(c) < len(names) else str(c) for c in classes.tolist()] if (
+        classes.dtype.kind in "iu") else [str(c) for c in classes.tolist()]  # fmt: skip
+
+
 def _plot_confusion(folder: str, classes, matrix, dataset: str) -> Optional[str]:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         return None
-    from ._download import CLASS_NAMES
-
-    names = CLASS_NAMES.get(dataset.lower())
-    labels = [names[c] if names is not None and 0 <= int(c) < len(names) else str(c) for c in classes.tolist()] if (
-        classes.dtype.kind in "iu") else [str(c) for c in classes.tolist()]  # fmt: skip
+    labels = _class_labels(classes, dataset)
     k = len(classes)
     fig = Figure(figsize=(max(5, 0.55 * k + 2), max(4, 0.5 * k + 1.5)))
     FigureCanvasAgg(fig)
@@ -446,6 +476,17 @@ def _settings(args) -> dict:
 _COMMAND_FILE = "command.json"  # the train flags of a run folder, reused by --resume
 
 
+# Flags a resumed run takes from its own command line, never from the saved one.
+_NOT_SAVED = ("run", "command", "resume", "overwrite", "coordinator_address", "num_processes", "process_id")
+
+
+def _out_dir_of_primary(args) -> str:
+    """The output folder as process 0 names it (other processes write nothing there)."""
+    if args.out is None:
+        raise ValueError("a multi-process run needs `--out` (the processes must agree on the folder)")
+    return args.out
+
+
 def _with_saved_flags(parser: argparse.ArgumentParser, argv: List[str]) -> argparse.Namespace:
     """``ffnn-jax train --out DIR --resume [...]``: the flags DIR was started with, overridden by those given."""
     args = parser.parse_args(argv)
@@ -469,22 +510,53 @@ def _with_saved_flags(parser: argparse.ArgumentParser, argv: List[str]) -> argpa
 
 def run_train(args) -> int:
     """Runs ``ffnn-jax train`` from parsed flags; returns the exit status."""
+    tracked: list = []  # -wp: the run's wandb callback once started, finished here on every path
+    try:
+        status = _run_train(args, tracked)
+    except BaseException as error:
+        for tracker in tracked:
+            tracker.close(error=error)
+        raise
+    for tracker in tracked:
+        tracker.close(exit_code=status)
+    return status
+
+
+def _check_wandb_flags(args) -> None:
+    """A bad -wp/-we, or wandb missing, is reported before data are read or anything compiles."""
+    from ._wandb import check_wandb_names, import_wandb
+
+    check_wandb_names(args.wandb_project, args.wandb_entity, prefix="--")
+    if args.wandb_project is not None:
+        import_wandb()
+
+
+def _run_train(args, tracked: list) -> int:
     settings = _settings(args)
     TrainConfig(**settings)  # every setting is checked before data is read or anything compiles
-    folder = _prepare_out_dir(args)  # a bad --out is reported before the data are read
+    _check_wandb_flags(args)
+    primary = _join_processes(args)  # only process 0 of a multi-process run writes files and prints
+    folder = _prepare_out_dir(args) if primary else _out_dir_of_primary(args)  # a bad --out before the data
     (x, y), (x_test, y_test) = _load_splits(args)
     target = resolve_target(args.dataset, args.target)  # None unless a .csv (already checked by _load_splits)
-    flags = {name: value for name, value in vars(args).items() if name not in ("run", "command", "resume", "overwrite")}
-    atomic_write_bytes(os.path.join(folder, _COMMAND_FILE), json.dumps(flags, indent=2).encode(), overwrite=True)
+    flags = {name: value for name, value in vars(args).items() if name not in _NOT_SAVED}
+    if primary:
+        atomic_write_bytes(os.path.join(folder, _COMMAND_FILE), json.dumps(flags, indent=2).encode(), overwrite=True)
     checkpoint_dir = args.checkpoint_dir or os.path.join(folder, "checkpoints")
-    progress = _Progress(args.epochs, args.progress)
-    jsonl = args.metrics_format == "jsonl"
+    progress = _Progress(args.epochs, args.progress and primary)
+    jsonl = args.metrics_format == "jsonl" and primary
+    if args.wandb_project is not None and primary:  # one wandb run: history, then the test set's extras
+        from ._wandb import make_wandb_callback
+
+        tracked.append(make_wandb_callback(TrainConfig(**settings), x, y, project=args.wandb_project,
+                       entity=args.wandb_entity, name=os.path.basename(os.path.abspath(folder)),
+                       extra_config={"dataset": args.dataset}))  # fmt: skip
     start = time.perf_counter()
     try:
         result = train(
             x,
             y,
-            callbacks=[progress] + ([_MetricsLog(os.path.join(folder, "metrics.jsonl"))] if jsonl else []),
+            callbacks=[progress] + ([_MetricsLog(os.path.join(folder, "metrics.jsonl"))] if jsonl else []) + tracked,
             checkpoint_dir=checkpoint_dir,
             checkpoint_every=args.checkpoint_every,
             keep_checkpoints=args.keep_checkpoints,
@@ -493,6 +565,8 @@ def run_train(args) -> int:
         )
     except TrainingDivergedError as error:
         progress.close()
+        if not primary:
+            return 1
         save_params(
             os.path.join(folder, "params_last_finite.npz"),
             error.params,
@@ -503,6 +577,8 @@ def run_train(args) -> int:
         return 1
     except TrainingInterrupted as interrupt:
         progress.close()
+        if not primary:
+            return 128 + int(getattr(signal, interrupt.signal))
         print(
             f"ffnn-jax: training stopped by {interrupt.signal} after epoch {interrupt.epoch} of {args.epochs}; "
             f"saved in {interrupt.checkpoint}.\nTo finish it: ffnn-jax train --out {folder} --resume",
@@ -515,6 +591,8 @@ def run_train(args) -> int:
         return 1
     progress.close()
     seconds = time.perf_counter() - start
+    if not primary:
+        return 0
     test = result.evaluate(x_test, y_test)
     confusion = _confusion(result, x_test, y_test)
     summary = {
@@ -546,6 +624,12 @@ def run_train(args) -> int:
         if confusion is not None:
             _plot_confusion(folder, *confusion, args.dataset)
     atomic_write_bytes(os.path.join(folder, "summary.json"), json.dumps(summary, indent=2).encode(), overwrite=True)
+    if tracked:  # -wp: the test metrics, confusion matrix and loss curve join the run (run_train finishes it)
+        from ._wandb import log_result
+
+        tracked[0].summarize(result)
+        names = None if result.classes is None else _class_labels(result.classes, args.dataset)
+        log_result(tracked[0].run, result, x_test, y_test, class_names=names)
     metric = "accuracy" if "accuracy" in test else "r2"
     print(
         f"trained {'-'.join(map(str, result.layer_sizes))} on {args.dataset}"
@@ -627,6 +711,7 @@ def run_sweep(args) -> int:
     settings = {**_settings(args), "monitor": config.monitor}
     for point in config.points:
         TrainConfig(**{**settings, **point})  # every point is checked before data is read or anything compiles
+    _check_wandb_flags(args)
     folder = _prepare_out_dir(args)
     (x, y), (x_test, y_test) = _load_splits(args)
     start = time.perf_counter()
@@ -658,9 +743,21 @@ def run_sweep(args) -> int:
         line += ", test " + ", ".join(f"{k} {v:.4f}" for k, v in test.items())
     atomic_write_bytes(os.path.join(folder, "summary.json"), json.dumps(summary, indent=2, default=str).encode(),
                        overwrite=True)  # fmt: skip
+    if args.wandb_project is not None:  # each member as a run of the group named after the sweep's folder
+        from ._wandb import log_sweep
+
+        log_sweep(result, project=args.wandb_project, entity=args.wandb_entity,
+                  group=os.path.basename(os.path.abspath(folder)), summary=summary)  # fmt: skip
     print(line + f"\nfiles in {folder}/: sweep.csv, summary.json, members/" + (", sweep.png" if args.plot else "")
           + (", params.npz (the best point)" if result.best is not None else ""))  # fmt: skip
     return 0
+
+
+def run_launch(args) -> int:
+    """Runs ``ffnn-jax launch -n N -- train ...``: N processes of one run, their output prefixed by rank."""
+    from ._launch import launch
+
+    return launch(args.num_processes, args.command, port=args.port, grace_s=args.grace)
 
 
 def run_show(args) -> int:
@@ -794,6 +891,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
     predict_parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     predict_parser.set_defaults(run=run_predict)
+    launch_parser = commands.add_parser(
+        "launch",
+        help="run `train` or `sweep` as N local processes of one jax.distributed run",
+        description="Start N processes of one run on this machine (a free loopback port; output prefixed by rank).",
+    )
+    launch_parser.add_argument("-n", "--num_processes", type=int, required=True, help="processes to start")
+    launch_parser.add_argument("--port", type=int, default=None, help="the coordinator's port (default: a free one)")
+    launch_parser.add_argument("--grace", type=float, default=5.0,
+                               help="seconds the others get after one process fails, before SIGKILL (default 5)")  # fmt: skip
+    launch_parser.add_argument("command", nargs=argparse.REMAINDER, help="-- train|sweep FLAGS...")
+    launch_parser.set_defaults(run=run_launch)
     for sub in (train_parser, check_parser, predict_parser, sweep_parser, show_parser):
         _add_cache_flag(sub)
     return parser
@@ -838,7 +946,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = _with_saved_flags(parser, argv)
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
-            cache = enable_compilation_cache(args.compilation_cache)
+            cache = enable_compilation_cache(getattr(args, "compilation_cache", "off"))  # launch: its children's
             warnings.showwarning = _CacheWarnings(cache)  # jax warns per unreadable entry: say it once
             return args.run(args)
     except (ValueError, TypeError, OverflowError, OSError) as error:  # user errors: bad flags, data or paths
