@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import functools
 from typing import Optional
 
 import jax
@@ -22,8 +23,7 @@ def predict_proba(params: Params, x: Array, *, activation: Activation = "relu", 
     """Class probabilities: softmax over scores ``[n, k]``, or sigmoids for multi-label/binary
     sigmoid outputs (``multi_label=True``, as trained with ``binary_cross_entropy``)."""
     x = validate_x(x, "x", n_features=layer_sizes_of(params)[0], dtype=params[0].W.dtype)
-    scores = forward(params, x, activation=activation)
-    return jax.nn.sigmoid(scores) if multi_label else jax.nn.softmax(scores)
+    return _outputs(params, x, activation=activation, kind="sigmoid" if multi_label else "softmax")
 
 
 def predict(
@@ -39,12 +39,24 @@ def predict(
     0/1 [n, k] (squeezed to [n] for one output) for multi-label, raw outputs for regression
     (squeezed to [n] for one output)."""
     x = validate_x(x, "x", n_features=layer_sizes_of(params)[0], dtype=params[0].W.dtype)
-    scores = forward(params, x, activation=activation)
     if task == "regression":
-        if loss is not None and canonical_loss(loss) == "poisson":
-            scores = jnp.exp(scores)  # the log link's mean
-        return scores[:, 0] if scores.shape[1] == 1 else scores
-    if multi_label:
+        poisson = loss is not None and canonical_loss(loss) == "poisson"
+        return _outputs(params, x, activation=activation, kind="mean_exp" if poisson else "mean")
+    return _outputs(params, x, activation=activation, kind="multi_label" if multi_label else "label")
+
+
+@functools.partial(jax.jit, static_argnames=("activation", "kind"))
+def _outputs(params: Params, x: Array, *, activation: Activation, kind: str) -> Array:
+    """What :func:`predict` / :func:`predict_proba` return, as one compiled program (not an op at a time)."""
+    scores = forward(params, x, activation=activation)
+    if kind == "softmax":
+        return jax.nn.softmax(scores)
+    if kind == "sigmoid":
+        return jax.nn.sigmoid(scores)
+    if kind in ("mean", "mean_exp"):
+        mean = jnp.exp(scores) if kind == "mean_exp" else scores  # the log link's mean
+        return mean[:, 0] if mean.shape[1] == 1 else mean
+    if kind == "multi_label":
         labels = (scores > 0).astype(jnp.int32)
         return labels[:, 0] if labels.shape[1] == 1 else labels
     return jnp.argmax(scores, axis=-1).astype(jnp.int32)

@@ -356,63 +356,6 @@ def _class_labels(classes, dataset: str) -> list:
         classes.dtype.kind in "iu") else [str(c) for c in classes.tolist()]  # fmt: skip
 
 
-def _plot_confusion(folder: str, classes, matrix, dataset: str) -> Optional[str]:
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    labels = _class_labels(classes, dataset)
-    k = len(classes)
-    fig = Figure(figsize=(max(5, 0.55 * k + 2), max(4, 0.5 * k + 1.5)))
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for i in range(k):
-        for j in range(k):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if rates[i, j] > 0.5 else "black")  # fmt: skip
-    ax.set_xticks(range(k), labels, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(k), labels, fontsize=8)
-    accuracy = matrix.trace() / max(matrix.sum(), 1)
-    ax.set(xlabel="predicted", ylabel="true", title=f"test set confusion matrix (accuracy {accuracy:.4f})")
-    fig.colorbar(image, ax=ax, label="share of the true class")
-    fig.tight_layout()
-    path = os.path.join(folder, "confusion_matrix.png")
-    tmp = os.path.join(folder, ".tmp-confusion_matrix.png")
-    fig.savefig(tmp, dpi=120, format="png")
-    os.replace(tmp, path)
-    return path
-
-
-def _plot_losses(folder: str, history: dict) -> Optional[str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no loss_curve.png (pip install 'ffnn_jax[cli]')", file=sys.stderr)
-        return None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key in ("train_loss", "val_loss"):
-        if key in history:
-            ax.plot(history["epoch"], history[key], label=key.replace("_", " "))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = os.path.join(folder, "loss_curve.png")
-    tmp = os.path.join(folder, ".tmp-loss_curve.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
-
-
 def _dropout(text: str):
     try:
         rates = tuple(float(part) for part in str(text).split(",") if part.strip())
@@ -511,12 +454,16 @@ def _with_saved_flags(parser: argparse.ArgumentParser, argv: List[str]) -> argpa
 def run_train(args) -> int:
     """Runs ``ffnn-jax train`` from parsed flags; returns the exit status."""
     tracked: list = []  # -wp: the run's wandb callback once started, finished here on every path
+    plots: list = []  # the process drawing the pictures, once started; stopped here on every path
     try:
-        status = _run_train(args, tracked)
+        status = _run_train(args, tracked, plots)
     except BaseException as error:
         for tracker in tracked:
             tracker.close(error=error)
         raise
+    finally:
+        for worker in plots:
+            worker.close()
     for tracker in tracked:
         tracker.close(exit_code=status)
     return status
@@ -531,12 +478,19 @@ def _check_wandb_flags(args) -> None:
         import_wandb()
 
 
-def _run_train(args, tracked: list) -> int:
+def _run_train(args, tracked: list, plots: list) -> int:
     settings = _settings(args)
     TrainConfig(**settings)  # every setting is checked before data is read or anything compiles
     _check_wandb_flags(args)
     primary = _join_processes(args)  # only process 0 of a multi-process run writes files and prints
     folder = _prepare_out_dir(args) if primary else _out_dir_of_primary(args)  # a bad --out before the data
+    if args.plot and primary:
+        from ._plots import PlotWorker, have_matplotlib
+
+        if have_matplotlib():
+            plots.append(PlotWorker())  # imports matplotlib beside the training
+        else:
+            print("matplotlib is not installed: no pictures (pip install 'ffnn_jax[cli]')", file=sys.stderr)
     (x, y), (x_test, y_test) = _load_splits(args)
     target = resolve_target(args.dataset, args.target)  # None unless a .csv (already checked by _load_splits)
     flags = {name: value for name, value in vars(args).items() if name not in _NOT_SAVED}
@@ -593,8 +547,16 @@ def _run_train(args, tracked: list) -> int:
     seconds = time.perf_counter() - start
     if not primary:
         return 0
+    if plots:  # drawn in the other process while this one evaluates and writes
+        history = {key: result.history[key] for key in ("epoch", "train_loss", "val_loss") if key in result.history}
+        plots[0].send({"kind": "losses", "path": os.path.join(folder, "loss_curve.png"), "history": history})
     test = result.evaluate(x_test, y_test)
     confusion = _confusion(result, x_test, y_test)
+    pictures = ["loss_curve.png"] if plots else []
+    if plots and confusion is not None:
+        plots[0].send({"kind": "confusion", "path": os.path.join(folder, "confusion_matrix.png"),
+                       "labels": _class_labels(confusion[0], args.dataset), "matrix": confusion[1].tolist()})  # fmt: skip
+        pictures.append("confusion_matrix.png")
     summary = {
         "dataset": args.dataset,
         "train_samples": int(len(x)),
@@ -619,10 +581,6 @@ def _run_train(args, tracked: list) -> int:
         per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
         summary["test_per_class_accuracy"] = {str(c): float(a) for c, a in zip(classes.tolist(), per_class)}
         summary["test_confusion_matrix"] = matrix.tolist()  # rows: true class, columns: predicted, in `classes` order
-    if args.plot:
-        _plot_losses(folder, result.history)
-        if confusion is not None:
-            _plot_confusion(folder, *confusion, args.dataset)
     atomic_write_bytes(os.path.join(folder, "summary.json"), json.dumps(summary, indent=2).encode(), overwrite=True)
     if tracked:  # -wp: the test metrics, confusion matrix and loss curve join the run (run_train finishes it)
         from ._wandb import log_result
@@ -630,6 +588,8 @@ def _run_train(args, tracked: list) -> int:
         tracked[0].summarize(result)
         names = None if result.classes is None else _class_labels(result.classes, args.dataset)
         log_result(tracked[0].run, result, x_test, y_test, class_names=names)
+    if plots:
+        plots[0].finish()
     metric = "accuracy" if "accuracy" in test else "r2"
     print(
         f"trained {'-'.join(map(str, result.layer_sizes))} on {args.dataset}"
@@ -642,9 +602,7 @@ def _run_train(args, tracked: list) -> int:
         )
         + f" in {seconds:.2f} s (first epoch, with compilation: {summary['first_epoch_seconds']:.2f} s)\n"
         f"test loss {test['loss']:.4f}, test {metric} {test[metric]:.4f}\n"
-        f"files in {folder}/: params.npz, metrics.{args.metrics_format}, summary.json"
-        + (", loss_curve.png" if args.plot else "")
-        + (", confusion_matrix.png" if args.plot and confusion is not None else "")
+        f"files in {folder}/: " + ", ".join(["params.npz", f"metrics.{args.metrics_format}", "summary.json", *pictures])
         + f"; checkpoints in {checkpoint_dir}/"
     )
     return 0

@@ -1,0 +1,62 @@
+"""The shortcuts of the whole call keep their answers: the one-pass finite check, the aligned copy, the plot worker."""
+
+import os
+
+import numpy as np
+import pytest
+
+import ffnn_jax
+from ffnn_jax._data import validate_x
+from ffnn_jax._plots import PlotWorker
+from ffnn_jax._setup import _cpu_ready
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_single_non_finite_value_in_a_large_matrix_is_found(bad):
+    x = np.random.default_rng(0).random((3000, 100), dtype=np.float32)
+    x[2017, 63] = bad
+    with pytest.raises(ValueError, match="`x` must be finite, got 1 NaN/inf values"):
+        validate_x(x)
+
+
+def test_finite_values_whose_row_sums_overflow_are_accepted():
+    x = np.full((1000, 100), 3e38, np.float32)  # every row sums to inf in float32; every value is finite
+    assert validate_x(x) is x
+
+
+def test_the_aligned_copy_holds_the_same_values_and_leaves_the_input_alone():
+    base = np.random.default_rng(1).random((20001, 77)).astype(np.float32)
+    view = base[1:]  # 308 bytes past an allocation: not 64-byte aligned
+    copy = _cpu_ready(view)
+    assert copy.ctypes.data % 64 == 0 and copy.flags.c_contiguous
+    np.testing.assert_array_equal(copy, view)
+    assert not np.shares_memory(copy, base)
+    strided = base[::2]  # non-contiguous
+    np.testing.assert_array_equal(_cpu_ready(strided), strided)
+
+
+def test_training_on_unaligned_and_strided_data_equals_training_on_a_plain_copy(digits):
+    x, y = (np.asarray(a) for a in digits)
+    wide = np.repeat(x, 40, axis=1)[:, ::2]  # a strided float32 view, large enough for the threaded copy
+    settings = dict(hidden_sizes=(16,), epochs=2, batch_size=64)
+    one = ffnn_jax.train(wide, y, **settings)
+    two = ffnn_jax.train(np.array(wide), y, **settings)
+    for a, b in zip(one.params, two.params):
+        np.testing.assert_array_equal(np.asarray(a.W), np.asarray(b.W))
+
+
+def test_the_plot_worker_writes_every_picture_and_draws_here_when_its_child_is_gone(tmp_path):
+    history = {"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.25]}
+    worker = PlotWorker()
+    worker.send({"kind": "losses", "path": str(tmp_path / "a.png"), "history": history})
+    worker.send({"kind": "confusion", "path": str(tmp_path / "b.png"), "labels": ["x", "y"], "matrix": [[3, 1], [0, 4]]})
+    worker.finish()
+    assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "b.png").stat().st_size > 1000
+    lost = PlotWorker()
+    lost._process.kill()
+    lost._process.wait()
+    lost.send({"kind": "losses", "path": str(tmp_path / "c.png"), "history": history})
+    lost.finish()
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp-")]
