@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._step import ModelSpec, TrainState, _epoch, _evaluate, _select
 from ._stopping import StopNumbers, StopRule, update, watched_value
@@ -47,9 +48,11 @@ class RunState(NamedTuple):
 
 def init_run_state(train: TrainState, *, track_best: bool) -> RunState:
     """A run at epoch 0 from ``train``; ``best_params`` starts as a copy of its params."""
-    zero = lambda: jnp.zeros((), jnp.int32)  # noqa: E731 -- distinct buffers: the run is donated
+    # Host scalars, distinct buffers (the run is donated): a transfer each, no program to compile.
+    scalar = lambda value, dtype: jnp.asarray(np.asarray(value, dtype))  # noqa: E731
     best = jax.tree_util.tree_map(jnp.copy, train.params) if track_best else None
-    return RunState(train, zero(), best, zero(), jnp.zeros((), bool), jnp.zeros((), bool), zero() - 1)
+    return RunState(train, scalar(0, np.int32), best, scalar(0, np.int32), scalar(False, bool), scalar(False, bool),
+                    scalar(-1, np.int32))  # fmt: skip
 
 
 def returned_params(run: RunState) -> Params:

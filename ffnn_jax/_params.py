@@ -115,7 +115,20 @@ def init_params(
     else:
         scheme = check_choice("init", init, WEIGHT_INITS)
         weights = _draw_weights(key, sizes=sizes, scheme=scheme, dtype=jnp.dtype(dtype))
-    return tuple(LayerParams(W=W, b=jnp.zeros((W.shape[1],), dtype)) for W in weights)
+    return with_zero_biases(weights, dtype)
+
+
+def with_zero_biases(weights: Sequence[Array], dtype) -> Params:
+    """The layers of ``weights`` with b = 0 (host zeros: a transfer, where ``jnp.zeros`` would compile)."""
+    return tuple(LayerParams(W=W, b=jnp.asarray(np.zeros((W.shape[1],), jnp.dtype(dtype)))) for W in weights)
+
+
+@functools.partial(jax.jit, static_argnames=("sizes", "scheme", "dtype"))
+def first_draws(seed: Array, *, sizes: Tuple[int, ...], scheme: str, dtype) -> Tuple[Tuple[Array, ...], PRNGKey]:
+    """``train()``'s first random numbers in one program: ``key(seed)`` split into the init key (every
+    W, as :func:`init_params` draws them) and the data-order key. ``seed`` is an int32 [] array."""
+    init_key, order_key = jax.random.split(jax.random.key(seed))
+    return _draw_weights(init_key, sizes=sizes, scheme=scheme, dtype=dtype), order_key
 
 
 def layer_sizes_of(params: Params) -> Tuple[int, ...]:

@@ -21,7 +21,7 @@ from ._labels import MAX_AUTO_CLASSES, encode_labels, encode_with, is_label_colu
 from ._loop import RunSpec, RunState, history_names, init_run_state
 from ._optim import OptimizerSpec, make_optimizer
 from ._parallel import make_mesh, replicate, shard_rows
-from ._params import init_params, layer_sizes_of
+from ._params import first_draws, init_params, layer_sizes_of, with_zero_biases
 from ._sparse import SparseRows
 from ._step import ModelSpec, TrainState, init_train_state
 from ._stopping import StopNumbers, StopRule, stop_numbers, watched_value
@@ -236,18 +236,24 @@ def setup(
     mesh = make_mesh(devices)
     monitor = _monitor(config, data)
     sizes = (data.x.shape[1], *config.hidden_sizes, data.n_out)
-    init_key, order_key = jax.random.split(jax.random.key(config.seed))
     if initial_state is not None:
         initial_params = initial_state.params
-    if initial_params is None:
-        params = init_params(init_key, sizes, init=config.weight_init, dtype=jnp.dtype(config.dtype))
+    if initial_params is None and isinstance(config.weight_init, str) and config.seed < 2**31:
+        # one program for the keys and the weights: the numbers of the split and init_params below
+        weights, order_key = first_draws(np.int32(config.seed), sizes=sizes, scheme=config.weight_init,
+                                         dtype=jnp.dtype(config.dtype))  # fmt: skip
+        params = with_zero_biases(weights, config.dtype)
     else:
+        init_key, order_key = jax.random.split(jax.random.key(config.seed))
+    if initial_params is not None:
         if layer_sizes_of(initial_params) != sizes:
             name = "initial_state" if initial_state is not None else "initial_params"
             raise ValueError(
                 f"`{name}` must have layer sizes {list(sizes)}, got {list(layer_sizes_of(initial_params))}"
             )
         params = initial_params
+    elif not isinstance(config.weight_init, str) or config.seed >= 2**31:
+        params = init_params(init_key, sizes, init=config.weight_init, dtype=jnp.dtype(config.dtype))
     n = len(data.x)
     batch_size = n if config.batch_size is None else min(config.batch_size, n)
     steps_per_epoch = -(-n // batch_size)

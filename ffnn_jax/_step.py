@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Optional, Tuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -66,11 +67,11 @@ def init_train_state(
 ) -> TrainState:
     """A fresh state at step 0."""
     return TrainState(
-        step=jnp.zeros((), jnp.int32),
+        step=jnp.asarray(np.int32(0)),
         params=params,
         opt_state=optimizer.init(params),
         key=key,
-        weight_decay=jnp.asarray(weight_decay, jnp.float32),
+        weight_decay=jnp.asarray(np.float32(weight_decay)),
         plateau=init_plateau(),
     )
 

@@ -66,7 +66,8 @@ class Decision(NamedTuple):
 
 def init_plateau() -> Plateau:
     # Four distinct buffers: a state is donated, and one buffer may not be donated twice.
-    inf, zero = (lambda: jnp.full((), jnp.inf, jnp.float32)), (lambda: jnp.zeros((), jnp.int32))
+    # Host values: a transfer each, where jnp.full / jnp.zeros would each compile a program first.
+    inf, zero = (lambda: jnp.asarray(np.float32(np.inf))), (lambda: jnp.asarray(np.int32(0)))
     return Plateau(inf(), zero(), inf(), zero())
 
 
