@@ -47,9 +47,14 @@ from ._version import __version__ as __version__
 
 
 def __getattr__(name: str):
-    # The scikit-learn estimators load on first use, so scikit-learn stays an optional dependency.
+    # The scikit-learn estimators (and SweepSearchCV) load on first use, so scikit-learn stays an
+    # optional dependency.
     if name in ("MLPClassifier", "MLPRegressor"):
         from . import estimators
 
         return getattr(estimators, name)
+    if name == "SweepSearchCV":
+        from ._sweep_search import SweepSearchCV
+
+        return SweepSearchCV
     raise AttributeError(f"module 'ffnn_jax' has no attribute {name!r}")

@@ -15,6 +15,7 @@ so it writes one copy in the training dtype a block of rows at a time, refusing 
 """
 
 import contextlib
+import contextvars
 import functools
 import numbers
 import warnings
@@ -62,6 +63,9 @@ NUMPY_ACTIVATIONS = {
 }
 SPARSE_FIT_MAX_DENSE_BYTES = 1 << 30  # largest dense copy fit makes of a sparse X (1 GiB)
 DENSIFY_BLOCK_BYTES = 1 << 24  # a sparse X is densified in blocks of rows of about 16 MiB
+# What a stochastic fit calls instead of train() while set: ffnn_jax._sweep_search records fits'
+# train() calls with it, runs them as members of one sweep, and hands each fit its member's result.
+TRAINER: contextvars.ContextVar = contextvars.ContextVar("ffnn_jax_estimator_trainer", default=None)
 
 
 def check_sparse_fit_size(X, dtype=np.float32) -> None:
@@ -464,7 +468,7 @@ class _BaseMLP(BaseEstimator):
         if resume is not None and "reduce_lr_factor" in settings:  # keep η where earlier plateaus left it
             settings["learning_rate"] = float(resume.state.opt_state.hyperparams["learning_rate"])
         run = functools.partial(
-            train, X, targets, validation_data=validation_data, sample_weight=weights,
+            TRAINER.get() or train, X, targets, validation_data=validation_data, sample_weight=weights,
             hidden_sizes=tuple(hidden), activation=activation, loss=loss, dtype=dtype.name, dropout=dropout,
             task="classification" if is_classifier(self) else "regression", weight_init=self._init_scheme(),
             n_classes=self.n_outputs_ if loss == "cross_entropy" else None,

@@ -8,7 +8,9 @@ decay, momentum, betas, ε, clipping norm, seed, patience, ...) differ between m
 because they live in the run state as arrays. Settings that change code or shapes (hidden sizes,
 activation, optimizer, batch size, loss, ...) make one program per distinct structure. A member
 that stops early stops updating; one that diverges is masked and reported, and never affects the
-others.
+others. A structure with more members than fit in memory (or than ``max_members``) runs in chunks
+of one width, so it still compiles once. :func:`train_members` is the engine (members given one by
+one, each with its own data key): :class:`ffnn_jax.SweepSearchCV` runs scikit-learn fits through it.
 """
 
 import contextlib
@@ -18,7 +20,8 @@ import io
 import itertools
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence, Union
+from numbers import Integral
+from typing import Any, Callable, Dict, Hashable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -30,9 +33,10 @@ from ._errors import check_positive_int
 from ._gradcheck import x64_scope
 from ._labels import is_label_column
 from ._loop import RunState, run_members
-from ._setup import place, prepare, setup
+from ._setup import Setup, place, prepare, setup
 from ._stopping import watched_value
 from ._train import TrainResult, append_rows, make_result, train
+from ._types import Params
 
 
 _SETTINGS = frozenset(field.name for field in dataclasses.fields(TrainConfig))
@@ -78,14 +82,6 @@ def _fold_of_each_row(y, k: int, seed: int) -> np.ndarray:
     folds = np.empty(n, np.int64)
     folds[order] = np.arange(n) % k
     return folds
-
-
-@dataclasses.dataclass
-class _Plan:
-    point: int  # index into the grid points
-    fold: Optional[int]
-    config: TrainConfig
-    data_key: tuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,10 +167,12 @@ def sweep(
     y,
     *,
     grid,
-    folds: Optional[int] = None,
+    folds=None,
     refit: bool = True,
     validation_data=None,
     sample_weight=None,
+    max_members: Optional[int] = None,
+    progress: Optional[Callable[[int, int, Optional[dict]], Any]] = None,
     **settings,
 ) -> SweepResult:
     """Trains every point of ``grid`` (× ``folds``) as members of one compiled program per structure.
@@ -183,10 +181,24 @@ def sweep(
       x, y: training data, as for :func:`ffnn_jax.train`.
       grid: a dict of lists (their cartesian product) or a list of dicts (explicit points) of
         ``train()`` settings, e.g. ``{"learning_rate": [1e-3, 1e-2], "weight_decay": [0, 1e-4]}``.
-      folds: k-fold cross-validation: each point trains k members, each on k−1 folds, validated on
-        the held-out fold (stratified for labels); the table reports mean and std over folds.
+      folds: cross-validation, each point training one member per fold on the fold's training
+        rows, validated on its held-out rows; the table reports mean and std over folds. An int
+        k >= 2: k folds (stratified for labels, shuffled with ``seed``); a sequence of
+        ``(train_indices, test_indices)`` pairs; or a splitter with ``.split(x, y)`` (e.g.
+        scikit-learn's ``KFold(5)``, or what ``check_cv`` returns), whose pairs are used as given.
       refit: with ``folds``, retrain the best point on all the data for ``best``.
       validation_data, sample_weight, **settings: as for ``train()`` (the settings every member shares).
+      max_members: most members in one program run; a structure with more runs in chunks of this
+        size (the last one padded with copies of a member, dropped after, so each structure
+        compiles once). A member's result depends on its settings and the program's width (the
+        members per run) only, never on its chunk or neighbours; a program of another width may
+        round in the last bit otherwise where XLA vectorizes a reduction by the member count
+        (seen on CPU for validation losses and stacked fold data). None: as many as fit half the
+        accelerator's free memory (a quarter of the host RAM on CPU), estimated from a member's
+        run state and one batch's activations (:func:`member_bytes`).
+      progress: called as ``progress(done_members, total_members, best_row)`` after each chunk;
+        ``best_row`` is the best finished member's row (as in ``table``, plus ``fold`` with
+        folds) or None while no member has a finite monitored value.
 
     Returns:
       A :class:`SweepResult`. A member that diverges is reported (status ``diverged at epoch e``),
@@ -201,67 +213,191 @@ def sweep(
     points = expand_grid(grid)
     base = TrainConfig(**settings)
     configs = [TrainConfig(**{**settings, **point}) for point in points]  # every value checked before compiling
-    if folds is not None:
-        check_positive_int("folds", folds)
-        if folds < 2:
-            raise ValueError(f"`folds` must be at least 2, got {folds}")
+    check_positive_int("max_members", max_members, allow_none=True)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"`progress` must be callable as progress(done, total, best_row), got {progress!r}")
+    x_all, y_all = np.asarray(x), np.asarray(y)
+    w_all = None if sample_weight is None else np.asarray(sample_weight)
+    pairs = None if folds is None else fold_pairs(folds, x_all, y_all, seed=base.seed)
+    if pairs is None:
+        arrays = {None: (x_all, y_all, validation_data, w_all)}
+        where = [(point, None) for point in range(len(points))]
+    else:
         if validation_data is not None or any(config.validation_fraction > 0 for config in configs):
             raise ValueError("`folds` holds out each fold in turn: pass no validation_data or validation_fraction")
-    results: List[Optional[TrainResult]] = []
-    # float64 members need x64 for the call, as train() scopes it (the global setting is left alone)
-    with x64_scope() if any(config.dtype == "float64" for config in configs) else contextlib.nullcontext():
-        plans, datasets = _plan(x, y, configs, folds, validation_data, sample_weight, base.seed)
-        results = [None] * len(plans)
-        groups = _groups(plans, datasets)
-        for group in groups:
-            for index, result in _run_group(group, plans, datasets).items():
-                results[index] = result
-    monitor = groups[0][0][1].spec.rule.monitor  # as train() resolves it: val_loss with validation data
-    table = _table(points, plans, results, monitor, folds)
+        arrays = {
+            fold: (x_all[train], y_all[train], (x_all[held], y_all[held]), None if w_all is None else w_all[train])
+            for fold, (train, held) in enumerate(pairs)
+        }
+        where = [(point, fold) for point in range(len(points)) for fold in range(len(pairs))]
+    reporter = None if progress is None else _best_so_far(progress, points, where)
+    trained = train_members(
+        [Member(configs[point], fold) for point, fold in where], arrays, max_members=max_members, progress=reporter
+    )
+    results, monitor = trained.results, trained.monitor  # monitor as train() resolves it: val_loss with validation
+    table = _table(points, where, results, monitor, None if pairs is None else len(pairs))
     best_index = _best_point(table, monitor)
     best = None
     if best_index is not None:
-        if folds is not None and refit:
+        if pairs is not None and refit:
             best = train(x, y, validation_data=validation_data, sample_weight=sample_weight,
                          **{**settings, **points[best_index]})  # fmt: skip
         else:
-            best = next(r for plan, r in zip(plans, results) if plan.point == best_index)
+            best = next(r for (point, _), r in zip(where, results) if point == best_index)
     names = tuple(dict.fromkeys(name for point in points for name in point))
-    return SweepResult(table, results, best, best_index, monitor, len(groups), names)
+    return SweepResult(table, results, best, best_index, monitor, trained.programs, names)
 
 
-def _plan(x, y, configs, folds, validation_data, sample_weight, seed):
-    """The members and their prepared data sets (one per distinct data-shaping setting and fold)."""
-    fold_of_row = None if folds is None else _fold_of_each_row(y, folds, seed)
-    x_all, y_all = np.asarray(x), np.asarray(y)
-    w_all = None if sample_weight is None else np.asarray(sample_weight)
-    plans, datasets = [], {}
-    for point, config in enumerate(configs):
-        for fold in range(folds) if folds is not None else [None]:
+def fold_pairs(folds, x, y, *, seed: int) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """``folds`` as (training rows, held-out rows) index arrays, checked against the ``len(y)`` rows."""
+    n = len(y)
+    if isinstance(folds, Integral) and not isinstance(folds, bool):
+        if folds < 2:
+            raise ValueError(f"`folds` must be at least 2, got {folds}")
+        fold_of_row = _fold_of_each_row(y, int(folds), seed)
+        return [(np.flatnonzero(fold_of_row != k), np.flatnonzero(fold_of_row == k)) for k in range(folds)]
+    if isinstance(folds, (str, bytes, dict, bool)) or not (hasattr(folds, "split") or hasattr(folds, "__iter__")):
+        raise TypeError(f"{_FOLDS_EXPECTED}, got {folds!r}")
+    if hasattr(folds, "split"):
+        folds = folds.split(x, y)
+    pairs = []
+    for k, pair in enumerate(folds):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"{_FOLDS_EXPECTED}; `folds[{k}]` is {pair!r}")
+        pairs.append(tuple(_rows(f"folds[{k}][{j}]", part, n) for j, part in enumerate(pair)))
+    if not pairs:
+        raise ValueError(f"{_FOLDS_EXPECTED}, got no pairs")
+    return pairs
+
+
+_FOLDS_EXPECTED = (
+    "`folds` must be an int >= 2, a sequence of (train_indices, test_indices) pairs or a splitter with .split(x, y)"
+)
+
+
+def _rows(name: str, indices, n: int) -> np.ndarray:
+    rows = np.asarray(indices)
+    if rows.dtype == bool and rows.shape == (n,):
+        rows = np.flatnonzero(rows)
+    if rows.ndim != 1 or rows.size == 0 or rows.dtype.kind not in "iu":
+        raise ValueError(f"`{name}` must be a non-empty 1-D array of row indices, got {indices!r}")
+    if rows.min() < 0 or rows.max() >= n:
+        raise ValueError(f"`{name}` holds row indices outside [0, {n}): {rows.min()}..{rows.max()}")
+    return rows
+
+
+def _best_so_far(progress, points, where):
+    """The ``progress`` of :func:`sweep` as :func:`train_members` calls it: the best member row so far."""
+    rows: List[dict] = []
+
+    def on_chunk(done: int, total: int, finished: Dict[int, TrainResult], monitor: str) -> None:
+        for index, result in finished.items():
+            point, fold = where[index]
+            rows.append({**_point_row(points[point]), **({} if fold is None else {"fold": fold}),
+                         **_summary(result, monitor)})  # fmt: skip
+        best = _best_point(rows, monitor)
+        progress(done, total, None if best is None else rows[best])
+
+    return on_chunk
+
+
+class Member(NamedTuple):
+    """One network of :func:`train_members`: ``train(*arrays[data], initial_params=..., **config)``."""
+
+    config: TrainConfig
+    data: Hashable  # key of its (x, y, validation_data, sample_weight) in the ``arrays`` of train_members
+    initial_params: Optional[Params] = None  # None: drawn from config.seed, as train() does
+
+
+class Trained(NamedTuple):
+    """What :func:`train_members` returns."""
+
+    results: List[TrainResult]  # one per member, in order
+    programs: int  # distinct structures, one compiled program each
+    monitor: str  # what the first member's stopping rule watches (as train() resolves "auto")
+
+
+def train_members(
+    members: Sequence[Member],
+    arrays: Dict[Hashable, tuple],
+    *,
+    max_members: Optional[int] = None,
+    progress: Optional[Callable[[int, int, Dict[int, TrainResult], str], Any]] = None,
+) -> Trained:
+    """Every member as its standalone ``train()`` call, in one compiled program per structure.
+
+    Members with the same data key and data-shaping settings share one prepared data set;
+    those that compile alike (run spec, state and data shapes) run together, ``max_members``
+    at a time (see :func:`sweep`). ``progress(done, total, finished, monitor)`` follows each
+    chunk, ``finished`` mapping the chunk's member indices to their results.
+    """
+    float64 = any(member.config.dtype == "float64" for member in members)
+    with x64_scope() if float64 else contextlib.nullcontext():  # as train() scopes it (the global one is left alone)
+        datasets: Dict[tuple, tuple] = {}
+        keys = []
+        for member in members:
+            x, y, validation_data, sample_weight = arrays[member.data]
+            config = member.config
             split_seed = config.seed if config.validation_fraction > 0 and validation_data is None else None
-            key = (fold, split_seed) + tuple(repr(getattr(config, name)) for name in _DATA_SETTINGS)
+            key = (member.data, split_seed) + tuple(repr(getattr(config, name)) for name in _DATA_SETTINGS)
             if key not in datasets:
-                if fold is None:
-                    arrays = (x_all, y_all, validation_data, w_all)
-                else:
-                    held = fold_of_row == fold
-                    w = None if w_all is None else w_all[~held]
-                    arrays = (x_all[~held], y_all[~held], (x_all[held], y_all[held]), w)
-                data = prepare(config, arrays[0], arrays[1], arrays[2], arrays[3])
+                data = prepare(config, x, y, validation_data, sample_weight)
                 datasets[key] = (data, place(data))
-            plans.append(_Plan(point, fold, config, key))
-    return plans, datasets
+            keys.append(key)
+        groups = _groups(members, keys, datasets)
+        monitor = groups[0][0][1].spec.rule.monitor
+        results: List[Optional[TrainResult]] = [None] * len(members)
+        done = 0
+        for group in groups:
+            stacked = len({keys[index] for index, _ in group}) > 1  # members' own data sets, stacked
+            limit = max_members if max_members is not None else memory_budget() // member_bytes(group[0][1], stacked)
+            size = int(np.clip(limit, 1, len(group)))
+            for start in range(0, len(group), size):
+                chunk = group[start : start + size]
+                padded = chunk + [chunk[-1]] * (size - len(chunk))  # one program per structure, whatever is left
+                chunk_results = _run_chunk(padded, members, keys, datasets, stacked)
+                finished = dict(zip([index for index, _ in chunk], chunk_results))  # the copies dropped
+                for index, result in finished.items():
+                    results[index] = result
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, len(members), finished, monitor)
+    return Trained(results, len(groups), monitor)
 
 
-def _groups(plans, datasets):
-    """Member indices grouped by what compiles alike: run spec, state shapes, data shapes."""
-    groups: Dict[Any, List[int]] = {}
-    for index, plan in enumerate(plans):
-        data, placed = datasets[plan.data_key]
-        member = setup(plan.config, data, placed=placed)
-        shapes = jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), (member.run, placed))
-        signature = (member.spec, jax.tree_util.tree_structure(member.run), str(shapes))
-        groups.setdefault(signature, []).append((index, member))
+def memory_budget() -> int:
+    """Bytes the programs of a sweep may take: half of what the first device has free (its
+    ``memory_stats()``), or a quarter of the host RAM where it reports none (CPU)."""
+    stats = jax.devices()[0].memory_stats()
+    if stats and stats.get("bytes_limit"):
+        return int(0.5 * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
+    return int(0.25 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+_ACTIVATION_COPIES = 4  # per unit and row: pre- and post-activation forward, and their gradients
+
+
+def member_bytes(member: Setup, stacked_data: bool) -> int:
+    """Estimated device bytes one member adds to a program: its run state (params, optimizer
+    state, best params) in and out, a batch's activations (batch size × the layer widths ×
+    ``_ACTIVATION_COPIES``) and, when members have data sets of their own, its data."""
+    run = sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(member.run))
+    params = member.run.train.params
+    widths = params[0].W.shape[0] + sum(layer.W.shape[1] for layer in params)
+    activations = member.spec.batch_size * widths * params[0].W.dtype.itemsize * _ACTIVATION_COPIES
+    data = sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves((member.train_data, member.val_data)))
+    return max(1, 2 * run + activations + (data if stacked_data else 0))
+
+
+def _groups(members, keys, datasets):
+    """(member index, Setup) lists of what compiles alike: run spec, state shapes, data shapes."""
+    groups: Dict[Any, list] = {}
+    for index, (member, key) in enumerate(zip(members, keys)):
+        data, placed = datasets[key]
+        ready = setup(member.config, data, placed=placed, initial_params=member.initial_params)
+        shapes = jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), (ready.run, placed))
+        signature = (ready.spec, jax.tree_util.tree_structure(ready.run), str(shapes))
+        groups.setdefault(signature, []).append((index, ready))
     return list(groups.values())
 
 
@@ -269,13 +405,13 @@ def _stack(trees):
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-def _run_group(group, plans, datasets) -> Dict[int, TrainResult]:
-    """One compiled program over the group's members; the host loop over its chunks of epochs."""
-    indices = [index for index, _ in group]
-    members = [member for _, member in group]
+def _run_chunk(chunk, members_of_sweep, keys, datasets, stacked: bool) -> List[TrainResult]:
+    """One compiled program over the chunk's members (data shared, or ``stacked`` per member); the
+    host loop over its chunks of epochs."""
+    indices = [index for index, _ in chunk]
+    members = [member for _, member in chunk]
     spec, names = members[0].spec, members[0].names
-    keys = {plans[index].data_key for index in indices}
-    if len(keys) == 1:
+    if not stacked:
         train_data, val_data, data_axis = members[0].train_data, members[0].val_data, None
     else:
         train_data, val_data, data_axis = _stack([m.train_data for m in members]), None, 0
@@ -283,7 +419,8 @@ def _run_group(group, plans, datasets) -> Dict[int, TrainResult]:
             val_data = _stack([m.val_data for m in members])
     runs: RunState = _stack([m.run for m in members])
     numbers = _stack([jax.tree_util.tree_map(jnp.asarray, m.numbers) for m in members])
-    epochs = np.array([plans[index].config.epochs for index in indices])
+    configs = [members_of_sweep[index].config for index in indices]
+    epochs = np.array([config.epochs for config in configs])
     histories: List[dict] = [{} for _ in indices]
     epoch = np.zeros(len(indices), np.int64)
     while True:
@@ -301,11 +438,10 @@ def _run_group(group, plans, datasets) -> Dict[int, TrainResult]:
         for m in range(len(indices)):
             append_rows(histories[m], names, rows[m], int(epoch[m]), int(after[m]), seconds)
         epoch = after
-    results = {}
+    results = []
     for m, index in enumerate(indices):
         run = jax.tree_util.tree_map(lambda leaf: leaf[m], runs)
-        data, _ = datasets[plans[index].data_key]
-        results[index] = make_result(plans[index].config, data, spec, run, histories[m])
+        results.append(make_result(configs[m], datasets[keys[index]][0], spec, run, histories[m]))
     return results
 
 
@@ -332,11 +468,15 @@ def _summary(result: TrainResult, monitor: str) -> dict:
     return row
 
 
-def _table(points, plans, results, monitor, folds) -> List[dict]:
+def _point_row(point: dict) -> dict:
+    return {name: (list(v) if isinstance(v, tuple) else v) for name, v in point.items()}
+
+
+def _table(points, where, results, monitor, folds: Optional[int]) -> List[dict]:
     table = []
     for point_index, point in enumerate(points):
-        member_rows = [_summary(r, monitor) for plan, r in zip(plans, results) if plan.point == point_index]
-        row = {name: (list(v) if isinstance(v, tuple) else v) for name, v in point.items()}
+        member_rows = [_summary(r, monitor) for (p, _), r in zip(where, results) if p == point_index]
+        row = _point_row(point)
         if folds is None:
             row.update(member_rows[0])
         else:

@@ -7,6 +7,7 @@ from helpers import assert_trees_all_close, assert_trees_all_equal
 from test_train import _CompileCounter
 
 import ffnn_jax
+from ffnn_jax._loop import run_members
 from ffnn_jax._sweep import expand_grid
 
 
@@ -185,3 +186,100 @@ def test_float64_members_train_in_float64(digits):
     result = ffnn_jax.sweep(x, y, grid={"learning_rate": [1e-3, 1e-2]}, dtype="float64", **BASE)
     assert {r.params[0].W.dtype for r in result.results} == {np.dtype("float64")}
     assert not jax.config.jax_enable_x64
+
+
+# --- chunks of max_members, progress, explicit folds ----------------------------------------------------------
+
+
+CHUNKED = dict(hidden_sizes=(7,), epochs=3, batch_size=32, optimizer="adam")  # a structure of these tests' own
+EIGHT = {"learning_rate": [1e-3, 1e-2], "seed": [0, 1, 2, 3]}
+
+
+def _same_params(a, b):
+    for first, second in zip(a.results, b.results):
+        assert_trees_all_equal(first.params, second.params)
+
+
+def test_chunks_of_max_members_change_no_result_and_compile_one_program_per_structure(digits):
+    x, y = digits
+    calls = []
+    before = run_members._cache_size()
+    chunked = ffnn_jax.sweep(x, y, grid=EIGHT, max_members=3, progress=lambda *a: calls.append(a), **CHUNKED)
+    assert run_members._cache_size() - before == 1  # chunks of 3, 3 and 2 padded to 3: one program
+    whole = ffnn_jax.sweep(x, y, grid=EIGHT, **CHUNKED)
+    _same_params(chunked, whole)
+    assert chunked.table == whole.table and chunked.best_index == whole.best_index and chunked.programs == 1
+    assert [(done, total) for done, total, _ in calls] == [(3, 8), (6, 8), (8, 8)]
+    assert calls[-1][2] == whole.table[whole.best_index]  # the best row so far, at the end the table's best
+
+
+def test_a_member_depends_only_on_its_settings_and_the_program_width_never_on_its_chunk(digits):
+    # XLA may vectorize a reduction (here the validation loss) by the member count, so programs of other
+    # widths can round differently in the last bit; within one width, chunks and neighbours change nothing.
+    x, y = digits
+    points = expand_grid(EIGHT)
+    settings = dict(CHUNKED, validation_fraction=0.2)
+    chunked = ffnn_jax.sweep(x, y, grid=points, max_members=3, **settings)  # chunks [0 1 2] [3 4 5] [6 7 7]
+    middle = ffnn_jax.sweep(x, y, grid=points[3:6], **settings)
+    last = ffnn_jax.sweep(x, y, grid=points[5:8], **settings)  # 6 and 7 at other places of a width-3 program
+    for member, alone in zip(chunked.results[3:], middle.results + last.results[1:]):
+        assert_trees_all_equal(member.params, alone.params)
+        assert member.history["val_loss"] == alone.history["val_loss"]
+    whole = ffnn_jax.sweep(x, y, grid=points, **settings)
+    for member, alone in zip(chunked.results, whole.results):
+        assert_trees_all_close(member.params, alone.params, rtol=1e-5, atol=1e-7)
+
+
+def test_without_max_members_the_chunk_follows_the_memory_budget(digits, monkeypatch):
+    x, y = digits
+    grid = {"seed": [0, 1, 2, 3]}
+    calls = []
+    assert ffnn_jax._sweep.memory_budget() > 0
+    ffnn_jax.sweep(x, y, grid=grid, progress=lambda *a: calls.append(a[0]), **CHUNKED)
+    assert calls == [4]  # 4 small members fit at once
+    monkeypatch.setattr(ffnn_jax._sweep, "memory_budget", lambda: 1)
+    calls.clear()
+    ffnn_jax.sweep(x, y, grid=grid, progress=lambda *a: calls.append(a[0]), **CHUNKED)
+    assert calls == [1, 2, 3, 4]  # one member per program run when the budget holds none
+
+
+@pytest.mark.parametrize("value", [0, -2, 2.5, True, "3"])
+def test_max_members_must_be_a_positive_integer(value):
+    with pytest.raises(ValueError, match="`max_members` must be a positive integer or None"):
+        ffnn_jax.sweep(np.ones((4, 2)), np.array([0, 1, 0, 1]), grid={"seed": [0]}, max_members=value)
+
+
+def test_folds_take_index_pairs_or_a_splitter_and_each_member_is_its_train_call(digits):
+    from sklearn.model_selection import KFold
+
+    x, y = digits
+    splitter = KFold(3, shuffle=True, random_state=0)
+    by_splitter = ffnn_jax.sweep(x, y, grid={"learning_rate": [1e-2]}, folds=splitter, refit=False, **BASE)
+    pairs = list(splitter.split(x, y))
+    by_pairs = ffnn_jax.sweep(x, y, grid={"learning_rate": [1e-2]}, folds=pairs, refit=False, **BASE)
+    _same_params(by_splitter, by_pairs)
+    for member, (train_rows, test_rows) in zip(by_splitter.results, pairs):
+        validation = (x[test_rows], y[test_rows])
+        alone = ffnn_jax.train(x[train_rows], y[train_rows], validation_data=validation, learning_rate=1e-2, **BASE)
+        assert_trees_all_close(member.params, alone.params, rtol=1e-5, atol=1e-7)
+    by_count = ffnn_jax.sweep(x, y, grid={"learning_rate": [1e-2]}, folds=3, refit=False, **BASE)
+    explicit = ffnn_jax._sweep.fold_pairs(3, x, y, seed=0)
+    _same_params(by_count, ffnn_jax.sweep(x, y, grid={"learning_rate": [1e-2]}, folds=explicit, refit=False, **BASE))
+
+
+@pytest.mark.parametrize(
+    "folds, error, message",
+    [
+        (1, ValueError, r"`folds` must be at least 2, got 1"),
+        ("abc", TypeError, r"`folds` must be an int >= 2, a sequence of \(train_indices, test_indices\) pairs"),
+        ([(np.arange(3),)], TypeError, r"`folds\[0\]` is"),
+        ([(np.arange(3), np.array([9]))], ValueError, r"`folds\[0\]\[1\]` holds row indices outside \[0, 8\)"),
+        ([(np.arange(3), np.array([], int))], ValueError, r"`folds\[0\]\[1\]` must be a non-empty 1-D array"),
+        ([], ValueError, "got no pairs"),
+    ],
+    ids=["one", "string", "not-a-pair", "out-of-range", "empty-fold", "no-pairs"],
+)
+def test_bad_folds_are_refused_naming_them(folds, error, message):
+    x, y = np.ones((8, 2), np.float32), np.array([0, 1] * 4)
+    with pytest.raises(error, match=message):
+        ffnn_jax.sweep(x, y, grid={"seed": [0]}, folds=folds)
