@@ -181,6 +181,15 @@ def any_process(*flags: bool) -> Tuple[bool, ...]:
     return tuple(bool(flag) for flag in np.any(everyone.reshape(-1, len(flags)), axis=0))
 
 
+def smallest_everywhere(value: int) -> int:
+    """The smallest of every process's ``value`` (``value`` itself with one process)."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+
+    return int(np.min(multihost_utils.process_allgather(np.array([value], np.int64))))
+
+
 def _digest(value) -> int:
     text = json.dumps(value, sort_keys=True, default=str).encode()
     return int.from_bytes(hashlib.sha256(text).digest()[:4], "little") & 0x7FFFFFFF

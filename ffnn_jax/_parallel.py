@@ -16,9 +16,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
-def make_mesh(devices: Any) -> Optional[Mesh]:
+def make_mesh(devices: Any, axis: str = "batch") -> Optional[Mesh]:
     """None for ``devices=None`` on one process (one default device, no mesh); else a 1-D mesh with
-    axis "batch" over ``"all"`` devices, the first ``n``, or the given list of ``jax.Device``.
+    axis ``axis`` over ``"all"`` devices, the first ``n``, or the given list of ``jax.Device``.
     Across several processes ``None`` means all of them, and the mesh must hold devices of each."""
     if devices is None and jax.process_count() == 1:
         return None
@@ -39,7 +39,7 @@ def make_mesh(devices: Any) -> Optional[Mesh]:
     if missing:
         raise ValueError(f"`devices`={devices!r} leaves out every device of process(es) {missing}; a multi-process "
                          "run needs devices of each process (use devices='all')")  # fmt: skip
-    return Mesh(np.array(chosen), ("batch",))
+    return Mesh(np.array(chosen), (axis,))
 
 
 def _is_key(leaf) -> bool:
@@ -49,9 +49,19 @@ def _is_key(leaf) -> bool:
 def replicate(tree, mesh: Optional[Mesh]):
     """``tree`` on every device of ``mesh`` (unchanged without one). PRNG keys travel as their data
     (``device_put`` does not place key arrays on other processes' devices)."""
+    return _put(tree, mesh, PartitionSpec())
+
+
+def shard_leading(tree, mesh: Optional[Mesh]):
+    """``tree``'s arrays split along their leading axis (a sweep's members) over ``mesh``'s axis;
+    the axis must divide by the device count. Unchanged without a mesh."""
+    return _put(tree, mesh, PartitionSpec(mesh.axis_names[0]) if mesh is not None else None)
+
+
+def _put(tree, mesh: Optional[Mesh], spec):
     if mesh is None:
         return tree
-    sharding = NamedSharding(mesh, PartitionSpec())
+    sharding = NamedSharding(mesh, spec)
 
     def put(leaf):
         if _is_key(leaf):
@@ -88,13 +98,22 @@ def shard_rows(tree, mesh: Mesh):
     return jax.tree_util.tree_map(put, tree)
 
 
-def host_copy(tree):
-    """``tree`` with every array copied to the host (NumPy; PRNG keys stay keys, on this process's
-    default device): what is left of a multi-process run's arrays for this process alone."""
+def gather_to_host(tree):
+    """NumPy copies of ``tree``'s arrays whole, also where their blocks lie on other processes
+    (an all-gather then); PRNG keys come back as keys on this process's default device. What is
+    left of a multi-process run's arrays for this process alone."""
+    multi = jax.process_count() > 1
 
     def fetch(leaf):
-        if _is_key(leaf):
-            return jax.random.wrap_key_data(np.asarray(jax.random.key_data(leaf)), impl=jax.random.key_impl(leaf))
-        return np.asarray(leaf) if isinstance(leaf, jax.Array) else leaf
+        if not isinstance(leaf, jax.Array):
+            return leaf
+        key = _is_key(leaf)
+        data = jax.random.key_data(leaf) if key else leaf
+        if multi and not data.is_fully_addressable and not data.is_fully_replicated:
+            from jax.experimental import multihost_utils
+
+            data = multihost_utils.process_allgather(data, tiled=True)
+        data = np.asarray(data)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf)) if key else data
 
     return jax.tree_util.tree_map(fetch, tree)

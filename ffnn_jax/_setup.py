@@ -229,11 +229,13 @@ def setup(
     has_callbacks: bool = False,
     placed: Optional[Tuple[tuple, Optional[tuple]]] = None,
     devices=None,
+    split_batches: bool = True,
 ) -> Setup:
     """The spec, stopping numbers, initial run and device data of a :func:`ffnn_jax.train` call
     (``placed``: the data already on the device, as :func:`place` returns it for ``data``;
-    ``devices``: see :func:`ffnn_jax._parallel.make_mesh`)."""
-    mesh = make_mesh(devices)
+    ``devices``: see :func:`ffnn_jax._parallel.make_mesh`; ``split_batches=False``: no batch mesh, as
+    for a sweep's members, which are split over the devices instead)."""
+    mesh = make_mesh(devices) if split_batches else None
     monitor = _monitor(config, data)
     sizes = (data.x.shape[1], *config.hidden_sizes, data.n_out)
     if initial_state is not None:

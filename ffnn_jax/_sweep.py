@@ -15,6 +15,7 @@ one, each with its own data key): :class:`ffnn_jax.SweepSearchCV` runs scikit-le
 
 import contextlib
 import csv
+import hashlib
 import dataclasses
 import io
 import itertools
@@ -32,7 +33,9 @@ from ._config import TrainConfig
 from ._errors import check_positive_int
 from ._gradcheck import x64_scope
 from ._labels import is_label_column
+from ._distributed import check_same_everywhere, smallest_everywhere
 from ._loop import RunState, run_members
+from ._parallel import gather_to_host, make_mesh, replicate, shard_leading
 from ._setup import Setup, place, prepare, setup
 from ._stopping import watched_value
 from ._train import TrainResult, append_rows, make_result, train
@@ -173,6 +176,7 @@ def sweep(
     sample_weight=None,
     max_members: Optional[int] = None,
     progress: Optional[Callable[[int, int, Optional[dict]], Any]] = None,
+    devices=None,
     **settings,
 ) -> SweepResult:
     """Trains every point of ``grid`` (× ``folds``) as members of one compiled program per structure.
@@ -199,6 +203,10 @@ def sweep(
       progress: called as ``progress(done_members, total_members, best_row)`` after each chunk;
         ``best_row`` is the best finished member's row (as in ``table``, plus ``fold`` with
         folds) or None while no member has a finite monitored value.
+      devices: None (one device; across several processes of ``jax.distributed``, all of them),
+        "all", a count or a list of devices: the member axis is split over them, each device
+        training its own members (a chunk is padded to a multiple of the device count). Every
+        process of a multi-process run calls ``sweep`` alike and gets every member's result.
 
     Returns:
       A :class:`SweepResult`. A member that diverges is reported (status ``diverged at epoch e``),
@@ -231,9 +239,12 @@ def sweep(
         }
         where = [(point, fold) for point in range(len(points)) for fold in range(len(pairs))]
     reporter = None if progress is None else _best_so_far(progress, points, where)
+    check_same_everywhere({"settings": {"grid": points, **{name: repr(v) for name, v in settings.items()}},
+                           "data": {"x": _sampled_digest(x_all), "y": _sampled_digest(y_all), "folds": repr(folds)}})  # fmt: skip
     trained = train_members(
-        [Member(configs[point], fold) for point, fold in where], arrays, max_members=max_members, progress=reporter
-    )
+        [Member(configs[point], fold) for point, fold in where], arrays, max_members=max_members, progress=reporter,
+        devices=devices,
+    )  # fmt: skip
     results, monitor = trained.results, trained.monitor  # monitor as train() resolves it: val_loss with validation
     table = _table(points, where, results, monitor, None if pairs is None else len(pairs))
     best_index = _best_point(table, monitor)
@@ -323,14 +334,19 @@ def train_members(
     *,
     max_members: Optional[int] = None,
     progress: Optional[Callable[[int, int, Dict[int, TrainResult], str], Any]] = None,
+    devices=None,
 ) -> Trained:
     """Every member as its standalone ``train()`` call, in one compiled program per structure.
 
     Members with the same data key and data-shaping settings share one prepared data set;
     those that compile alike (run spec, state and data shapes) run together, ``max_members``
     at a time (see :func:`sweep`). ``progress(done, total, finished, monitor)`` follows each
-    chunk, ``finished`` mapping the chunk's member indices to their results.
+    chunk, ``finished`` mapping the chunk's member indices to their results. ``devices``: the
+    member axis split over a mesh of them (see :func:`sweep`).
     """
+    mesh = make_mesh(devices, axis="members")
+    width = 1 if mesh is None else mesh.size
+    budget = None if max_members is not None else smallest_everywhere(memory_budget())  # the same chunks everywhere
     float64 = any(member.config.dtype == "float64" for member in members)
     with x64_scope() if float64 else contextlib.nullcontext():  # as train() scopes it (the global one is left alone)
         datasets: Dict[tuple, tuple] = {}
@@ -350,12 +366,13 @@ def train_members(
         done = 0
         for group in groups:
             stacked = len({keys[index] for index, _ in group}) > 1  # members' own data sets, stacked
-            limit = max_members if max_members is not None else memory_budget() // member_bytes(group[0][1], stacked)
+            limit = max_members if max_members is not None else budget // member_bytes(group[0][1], stacked)
             size = int(np.clip(limit, 1, len(group)))
+            size = -(-size // width) * width  # every device gets as many members
             for start in range(0, len(group), size):
                 chunk = group[start : start + size]
                 padded = chunk + [chunk[-1]] * (size - len(chunk))  # one program per structure, whatever is left
-                chunk_results = _run_chunk(padded, members, keys, datasets, stacked)
+                chunk_results = _run_chunk(padded, members, keys, datasets, stacked, mesh)
                 finished = dict(zip([index for index, _ in chunk], chunk_results))  # the copies dropped
                 for index, result in finished.items():
                     results[index] = result
@@ -368,7 +385,7 @@ def train_members(
 def memory_budget() -> int:
     """Bytes the programs of a sweep may take: half of what the first device has free (its
     ``memory_stats()``), or a quarter of the host RAM where it reports none (CPU)."""
-    stats = jax.devices()[0].memory_stats()
+    stats = jax.local_devices()[0].memory_stats()
     if stats and stats.get("bytes_limit"):
         return int(0.5 * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
     return int(0.25 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
@@ -394,20 +411,26 @@ def _groups(members, keys, datasets):
     groups: Dict[Any, list] = {}
     for index, (member, key) in enumerate(zip(members, keys)):
         data, placed = datasets[key]
-        ready = setup(member.config, data, placed=placed, initial_params=member.initial_params)
+        ready = setup(member.config, data, placed=placed, initial_params=member.initial_params, split_batches=False)
         shapes = jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), (ready.run, placed))
         signature = (ready.spec, jax.tree_util.tree_structure(ready.run), str(shapes))
         groups.setdefault(signature, []).append((index, ready))
     return list(groups.values())
 
 
+def _sampled_digest(array: np.ndarray) -> str:
+    """A SHA-256 of up to 256 evenly spaced rows and the shape (what processes compare)."""
+    rows = np.unique(np.linspace(0, len(array) - 1, num=min(len(array), 256)).astype(np.int64))
+    return hashlib.sha256(repr(array.shape).encode() + np.ascontiguousarray(array[rows]).tobytes()).hexdigest()
+
+
 def _stack(trees):
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-def _run_chunk(chunk, members_of_sweep, keys, datasets, stacked: bool) -> List[TrainResult]:
-    """One compiled program over the chunk's members (data shared, or ``stacked`` per member); the
-    host loop over its chunks of epochs."""
+def _run_chunk(chunk, members_of_sweep, keys, datasets, stacked: bool, mesh=None) -> List[TrainResult]:
+    """One compiled program over the chunk's members (data shared, or ``stacked`` per member; the
+    member axis split over ``mesh``); the host loop over its chunks of epochs."""
     indices = [index for index, _ in chunk]
     members = [member for _, member in chunk]
     spec, names = members[0].spec, members[0].names
@@ -417,27 +440,31 @@ def _run_chunk(chunk, members_of_sweep, keys, datasets, stacked: bool) -> List[T
         train_data, val_data, data_axis = _stack([m.train_data for m in members]), None, 0
         if members[0].val_data is not None:
             val_data = _stack([m.val_data for m in members])
-    runs: RunState = _stack([m.run for m in members])
-    numbers = _stack([jax.tree_util.tree_map(jnp.asarray, m.numbers) for m in members])
+    runs: RunState = shard_leading(_stack([m.run for m in members]), mesh)
+    numbers = shard_leading(_stack([jax.tree_util.tree_map(jnp.asarray, m.numbers) for m in members]), mesh)
+    if mesh is not None:
+        put = shard_leading if stacked else replicate
+        train_data, val_data = put(train_data, mesh), put(val_data, mesh)
     configs = [members_of_sweep[index].config for index in indices]
     epochs = np.array([config.epochs for config in configs])
     histories: List[dict] = [{} for _ in indices]
     epoch = np.zeros(len(indices), np.int64)
     while True:
-        flags = np.asarray(jax.device_get(jnp.stack([runs.epoch, runs.stopped, runs.diverged], axis=1)))
+        flags = np.stack(gather_to_host([runs.epoch, runs.stopped, runs.diverged]), axis=1)
         todo = np.where(flags[:, 1] | flags[:, 2], 0, epochs - flags[:, 0])
         if todo.max() <= 0:
             break
         start = time.perf_counter()
-        runs, (rows, out) = run_members(
-            runs, train_data, val_data, jnp.asarray(todo, jnp.int32), numbers, spec=spec, data_axis=data_axis
-        )
-        rows, out = jax.device_get((rows, out))
+        todo = shard_leading(jnp.asarray(todo, jnp.int32), mesh)
+        runs, (rows, out) = run_members(runs, train_data, val_data, todo, numbers, spec=spec, data_axis=data_axis)
+        rows, out = gather_to_host((rows, out))
         after = out[:, 0].astype(np.int64)
         seconds = (time.perf_counter() - start) / max(1, int((after - epoch).max()))
         for m in range(len(indices)):
             append_rows(histories[m], names, rows[m], int(epoch[m]), int(after[m]), seconds)
         epoch = after
+    if mesh is not None:  # every member's run here, whichever device (or process) trained it
+        runs = gather_to_host(runs)
     results = []
     for m, index in enumerate(indices):
         run = jax.tree_util.tree_map(lambda leaf: leaf[m], runs)

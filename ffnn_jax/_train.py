@@ -29,7 +29,7 @@ from ._errors import check_positive_int
 from ._gradcheck import x64_scope
 from ._inference import TrainedModel
 from ._loop import RunState, returned_params, run_epochs
-from ._parallel import host_copy, replicate
+from ._parallel import gather_to_host, replicate
 from ._run_checkpoint import Checkpoint, CheckpointError, CheckpointStore, newest_valid, restore_into
 from ._saved_model import model_metadata
 from ._setup import Prepared, Setup, describe_data, prepare, resumed, setup
@@ -217,7 +217,7 @@ def _train(config, x, y, validation_data, callbacks, sample_weight, initial_para
         history = {k: list(v) for k, v in saved.meta["history"].items()}
     run, history = _run_chunks(run, history, setup_, config.epochs, callbacks, store, about, checkpoint_every)
     if jax.process_count() > 1:  # arrays that span processes: the result is usable on this one alone
-        run = host_copy(run)
+        run = gather_to_host(run)
     return make_result(config, data, setup_.spec, run, history)
 
 

@@ -273,15 +273,24 @@ def _prepare_out_dir(args) -> str:
 class _Progress:
     """Per-epoch progress: a tqdm bar when available, else one line per epoch on stderr."""
 
-    def __init__(self, total: int, enabled: bool):
-        self.bar, self.enabled = None, enabled
+    def __init__(self, total: int, enabled: bool, unit: str = "epoch"):
+        self.bar, self.enabled, self.unit = None, enabled, unit
         if enabled:
             try:
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=total, unit="epoch", file=sys.stderr, dynamic_ncols=True)
+                self.bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True)
             except ImportError:
                 pass
+
+    def advance(self, done: int, shown: dict) -> None:
+        """The bar at ``done`` (a sweep's members), ``shown`` beside it (the best so far)."""
+        shown = {k: f"{v:.4f}" for k, v in shown.items()}
+        if self.bar is not None:
+            self.bar.set_postfix(shown, refresh=False)
+            self.bar.update(done - self.bar.n)
+        elif self.enabled:
+            print(f"{done} {self.unit}s done: " + " ".join(f"{k}={v}" for k, v in shown.items()), file=sys.stderr)
 
     calls = 0  # epochs run in this process (fewer than the history's when resumed)
 
@@ -670,11 +679,24 @@ def run_sweep(args) -> int:
     for point in config.points:
         TrainConfig(**{**settings, **point})  # every point is checked before data is read or anything compiles
     _check_wandb_flags(args)
-    folder = _prepare_out_dir(args)
+    primary = _join_processes(args)  # several processes: each trains its share of the members, process 0 writes
+    folder = _prepare_out_dir(args) if primary else _out_dir_of_primary(args)
     (x, y), (x_test, y_test) = _load_splits(args)
     start = time.perf_counter()
-    result = sweep(x, y, grid=config.points, **settings)
+    bar = _Progress(len(config.points), args.progress and primary, unit="member")
+    best_key = "best_" + config.monitor
+
+    def progress(done: int, total: int, best_row: Optional[dict]) -> None:
+        shown = {} if best_row is None or best_key not in best_row else {best_key: best_row[best_key]}
+        bar.advance(done, shown)
+
+    try:
+        result = sweep(x, y, grid=config.points, progress=progress, **settings)
+    finally:
+        bar.close()
     seconds = time.perf_counter() - start
+    if not primary:
+        return 0
     result.to_csv(os.path.join(folder, "sweep.csv"), overwrite=True)
     for i, member in enumerate(result.results):
         member_folder = os.path.join(folder, "members", f"{i:04d}")

@@ -220,3 +220,55 @@ def test_a_process_killed_mid_run_makes_the_other_exit_within_the_timeout(tmp_pa
     assert ranks[0].returncode != 0
     assert waited < 5 + 10, waited  # the heartbeat timeout, plus JAX's polling
     ranks[1].communicate()
+
+
+_SWEEP_FOUR_DEVICES = """
+import numpy as np, jax, ffnn_jax
+assert len(jax.devices()) == 4
+x, y = ffnn_jax.load_digits()
+x, y = np.asarray(x)[:600], np.asarray(y)[:600]
+kw = dict(grid={"learning_rate": [1e-3, 3e-3, 1e-2], "weight_decay": [0.0, 1e-4]}, hidden_sizes=(16,), epochs=3,
+          optimizer="adam", batch_size=32, validation_fraction=0.2)
+one = ffnn_jax.sweep(x, y, **kw)
+four = ffnn_jax.sweep(x, y, devices=4, **kw)  # 6 members padded to 8: two per device
+assert four.programs == 1
+for a, b in zip(one.results, four.results):
+    for p, q in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
+        p, q = np.asarray(p), np.asarray(q)
+        assert np.max(np.abs(p - q)) <= 1e-5 * np.max(np.abs(p))
+for r1, r4 in zip(one.table, four.table):
+    assert r1["status"] == r4["status"] and r1["epochs_run"] == r4["epochs_run"]
+    np.testing.assert_allclose(r1["best_val_loss"], r4["best_val_loss"], rtol=1e-5)
+print("SWEPT")
+"""
+
+
+@pytest.mark.slow
+def test_a_sweep_split_over_four_forced_devices_equals_the_one_device_sweep():
+    env = {**_env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    done = subprocess.run([sys.executable, "-c", _SWEEP_FOUR_DEVICES], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "SWEPT" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_sweep_launched_as_two_processes_writes_once_and_equals_one_process(tmp_path):
+    config = tmp_path / "sweep.yaml"
+    config.write_text("method: grid\nmetric: {name: val_accuracy, goal: maximize}\n"
+                      "parameters:\n  learning_rate: {values: [0.001, 0.01]}\n  weight_decay: {values: [0.0, 0.0001]}\n")  # fmt: skip
+    flags = ["sweep", "--config", str(config), "-d", "digits", "-e", "3", "--hidden_sizes", "16", "--no_progress"]
+    cli = [sys.executable, "-m", "ffnn_jax"]
+    two = subprocess.run([*cli, "launch", "-n", "2", "--", *flags, "--out", str(tmp_path / "two")], env=_env(),
+                         capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert two.returncode == 0, two.stdout[-3000:]
+    assert "[rank 0] swept 4 members" in two.stdout and "[rank 1] swept" not in two.stdout
+    one = subprocess.run([*cli, *flags, "--out", str(tmp_path / "one")], env=_env(), capture_output=True, text=True,
+                         timeout=180)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    tables = [np.genfromtxt(tmp_path / name / "sweep.csv", delimiter=",", names=True, dtype=None, encoding=None)
+              for name in ("two", "one")]  # fmt: skip
+    for column in tables[1].dtype.names:
+        if tables[1][column].dtype.kind == "f":
+            np.testing.assert_allclose(tables[0][column], tables[1][column], rtol=1e-5, err_msg=column)
+        else:
+            assert list(tables[0][column]) == list(tables[1][column]), column
