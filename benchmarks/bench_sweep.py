@@ -6,7 +6,9 @@ digits: 64 members of 64-32-10, adam, batch 32, an 8 × 8 grid of learning rate 
 scikit-learn's digits (1797 rows). tiny: 16 members of 784-128-10 on 60k synthetic MNIST-shaped rows
 (2 epochs; 64 sequential calls would take minutes here). Each round times the sweep and the
 sequential calls (A B order), after a warm-up of both that compiles; medians are reported with
-compile time apart (the first sweep against the first train() call).
+compile time apart (the first sweep against the first train() call). With ``--torch`` each round
+also times the same members as sequential PyTorch eager runs (nn.Sequential + torch.optim.Adam with
+the point's learning rate and weight decay, randperm batches; benchmarks/_peers_torch.py).
 """
 
 import argparse
@@ -20,7 +22,29 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import ffnn_jax  # noqa: E402
-from benchmarks._configs import CONFIGS, synthetic_data  # noqa: E402
+from benchmarks._configs import CONFIGS, BenchConfig, Data, initial_params, synthetic_data  # noqa: E402
+
+
+def _torch_sequential(x, y, points, settings):
+    """The members as one PyTorch eager run after another; a callable that runs them all."""
+    import torch
+
+    from benchmarks._peers_torch import TorchRunner
+
+    sizes = (x.shape[1], *settings["hidden_sizes"], int(y.max()) + 1)
+    data = Data(x.astype(np.float32), y.astype(np.int32))
+
+    def run_all():
+        for i, point in enumerate(points):
+            config = BenchConfig("sweep", sizes, settings["batch_size"], len(x), "adam", float(point["learning_rate"]))
+            runner = TorchRunner(config, data, initial_params(config, i), device="cpu", dtype="float32")
+            runner.reset(i)
+            runner.optimizer = torch.optim.Adam(runner.model.parameters(), lr=float(point["learning_rate"]),
+                                                weight_decay=float(point.get("weight_decay", 0.0)))  # fmt: skip
+            for _ in range(settings["epochs"]):
+                runner.epoch()
+
+    return run_all
 
 
 def _setup(name: str, epochs: int):
@@ -44,6 +68,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--configs", default="digits,tiny")
+    parser.add_argument("--torch", action="store_true", help="also time sequential PyTorch eager runs")
     args = parser.parse_args()
     rows = []
     for name in args.configs.split(","):
@@ -63,19 +88,25 @@ def main() -> int:
 
         first_sweep = timed(one_sweep)  # compiles the vmapped program
         first_train = timed(lambda: ffnn_jax.train(x, y, **settings, **points[0]))  # compiles train()'s
-        sweep_times, sequential_times = [], []
+        torch_run = _torch_sequential(x, y, points, settings) if args.torch else None
+        if torch_run is not None:
+            timed(torch_run)  # warm-up
+        sweep_times, sequential_times, torch_times = [], [], []
         for _ in range(args.rounds):
             sweep_times.append(timed(one_sweep))
             sequential_times.append(timed(sequential))
+            if torch_run is not None:
+                torch_times.append(timed(torch_run))
         a, b = float(np.median(sweep_times)), float(np.median(sequential_times))
-        rows.append((name, len(points), first_sweep - a, first_train, a, b, b / a))
+        c = float(np.median(torch_times)) if torch_times else float("nan")
+        rows.append((name, len(points), first_sweep - a, first_train, a, b, b / a, c, c / a))
     print(f"median of {args.rounds} rounds after a warm-up; compile = first call minus a warm call")
-    print(
-        "| config | members | sweep compile (s) | first train() (s) | sweep (s) | sequential train() (s) | speed-up |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for name, members, compile_s, first, a, b, ratio in rows:
-        print(f"| {name} | {members} | {compile_s:.2f} | {first:.2f} | {a:.2f} | {b:.2f} | {ratio:.2f}x |")
+    print("| config | members | sweep compile (s) | first train() (s) | sweep (s) | sequential train() (s) | speed-up "
+          "(target ≥ 3×) | sequential PyTorch eager (s) | × PyTorch (target ≥ 10×) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, members, compile_s, first, a, b, ratio, c, torch_ratio in rows:
+        print(f"| {name} | {members} | {compile_s:.2f} | {first:.2f} | {a:.2f} | {b:.2f} | {ratio:.2f}× | {c:.2f} | "
+              f"{torch_ratio:.2f}× |")  # fmt: skip
     return 0
 
 
