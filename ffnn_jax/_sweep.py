@@ -144,8 +144,10 @@ class SweepResult:
             ax.set(xlabel=cols_name, ylabel=rows_name, title=key)
             for i in range(len(rows)):
                 for j in range(len(cols)):
-                    if np.isfinite(grid[i, j]):
-                        ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", color="white", fontsize=7)
+                    if np.isfinite(grid[i, j]):  # dark text on the bright end of viridis, white on the dark end
+                        bright = image.norm(grid[i, j]) > 0.6
+                        ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=7,
+                                color="black" if bright else "white")  # fmt: skip
             fig.colorbar(image, ax=ax)
         fig.tight_layout()
         tmp = os.path.join(os.path.dirname(os.path.abspath(path)), ".tmp-" + os.path.basename(path))
