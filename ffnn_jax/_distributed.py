@@ -51,6 +51,7 @@ def _check_port_free(host: str, port: int) -> None:
     if host not in ("localhost", "127.0.0.1", "::1", "0.0.0.0", socket.gethostname()):
         return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the coordinator binds: TIME_WAIT is free
         try:
             probe.bind(("", port))
         except OSError as error:
