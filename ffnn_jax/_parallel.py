@@ -15,6 +15,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ._run_checkpoint import _is_key
+
 
 def make_mesh(devices: Any, axis: str = "batch") -> Optional[Mesh]:
     """None for ``devices=None`` on one process (one default device, no mesh); else a 1-D mesh with
@@ -40,10 +42,6 @@ def make_mesh(devices: Any, axis: str = "batch") -> Optional[Mesh]:
         raise ValueError(f"`devices`={devices!r} leaves out every device of process(es) {missing}; a multi-process "
                          "run needs devices of each process (use devices='all')")  # fmt: skip
     return Mesh(np.array(chosen), (axis,))
-
-
-def _is_key(leaf) -> bool:
-    return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
 def replicate(tree, mesh: Optional[Mesh]):

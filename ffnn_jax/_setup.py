@@ -339,6 +339,11 @@ def _cpu_ready(array):
     return out
 
 
+def sampled_rows(n: int, most: int = 256) -> np.ndarray:
+    """Up to ``most`` evenly spaced row indices of ``n`` rows (what data digests hash)."""
+    return np.unique(np.linspace(0, n - 1, num=min(n, most)).astype(np.int64))
+
+
 def describe_data(data: Prepared) -> dict:
     """Shapes, dtypes and a SHA-256 of sampled rows of the prepared data (what a resume must match)."""
     h = hashlib.sha256()
@@ -348,7 +353,7 @@ def describe_data(data: Prepared) -> dict:
         if array is None:
             continue
         shapes[name] = [list(array.shape), array.dtype.str]
-        rows = np.unique(np.linspace(0, len(array) - 1, num=min(len(array), 256)).astype(np.int64))
+        rows = sampled_rows(len(array))
         h.update(name.encode())
         for leaf in jax.tree_util.tree_leaves(array[rows]):  # an array, or sparse rows' columns and values
             h.update(np.ascontiguousarray(leaf).tobytes())

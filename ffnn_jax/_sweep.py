@@ -36,7 +36,7 @@ from ._labels import is_label_column
 from ._distributed import check_same_everywhere, smallest_everywhere
 from ._loop import RunState, run_members
 from ._parallel import gather_to_host, make_mesh, replicate, shard_leading
-from ._setup import Setup, place, prepare, setup
+from ._setup import Setup, place, prepare, sampled_rows, setup
 from ._stopping import watched_value
 from ._train import TrainResult, append_rows, make_result, train
 from ._types import Params
@@ -422,7 +422,7 @@ def _groups(members, keys, datasets):
 
 def _sampled_digest(array: np.ndarray) -> str:
     """A SHA-256 of up to 256 evenly spaced rows and the shape (what processes compare)."""
-    rows = np.unique(np.linspace(0, len(array) - 1, num=min(len(array), 256)).astype(np.int64))
+    rows = sampled_rows(len(array))
     return hashlib.sha256(repr(array.shape).encode() + np.ascontiguousarray(array[rows]).tobytes()).hexdigest()
 
 
