@@ -28,6 +28,7 @@ from ._inference import predict_proba as predict_proba
 from ._losses import loss as loss
 from ._model import forward as forward
 from ._optim import make_optimizer as make_optimizer
+from ._parallel import use_cpu_cores as use_cpu_cores
 from ._params import count_params as count_params
 from ._params import init_params as init_params
 from ._params import ravel as ravel

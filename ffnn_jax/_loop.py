@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._step import ModelSpec, TrainState, _epoch, _evaluate, _select
+from ._step import ModelSpec, TrainState, _epoch, _evaluate, _select, epoch_keys
 from ._stopping import StopNumbers, StopRule, update, watched_value
 from ._types import Array, Params
 
@@ -81,14 +81,16 @@ def _with_learning_rate(opt_state, learning_rate: Array):
     return opt_state._replace(hyperparams=hyperparams)
 
 
-def _one_epoch(run: RunState, train_data: tuple, val_data: Optional[tuple], numbers: StopNumbers, spec: RunSpec):
-    """One epoch of ``run`` and its history row (float32 scalars by name)."""
+def _one_epoch(run: RunState, train_data: tuple, val_data: Optional[tuple], numbers: StopNumbers, spec: RunSpec,
+               key=None, flat_theta: bool = True):  # fmt: skip
+    """One epoch of ``run`` and its history row (float32 scalars by name); ``key`` and
+    ``flat_theta`` as for :func:`ffnn_jax._step._epoch`."""
     x, y, sample_weight = train_data
     model = spec.model
     state, sums = _epoch(
         run.train, x, y, sample_weight,
         model=model, optimizer=spec.optimizer, batch_size=spec.batch_size, shuffle=spec.shuffle, mesh=spec.mesh,
-        n_rows=spec.rows,
+        n_rows=spec.rows, key=key, flat_theta=flat_theta,
     )  # fmt: skip
     row = {"train_loss": sums.loss_sum / sums.count}
     if model.classification:
@@ -124,6 +126,10 @@ def _one_epoch(run: RunState, train_data: tuple, val_data: Optional[tuple], numb
     return run, row
 
 
+def _history_flags(run: RunState) -> Array:
+    return jnp.stack([run.epoch, run.stopped, run.diverged, run.diverged_step, run.best_epoch]).astype(jnp.int32)
+
+
 def _run_epochs(
     run: RunState,
     train_data: tuple,
@@ -154,22 +160,60 @@ def _run_epochs(
 
     rows = jnp.zeros((len(names), spec.chunk), jnp.float32)
     _, run, rows = jax.lax.while_loop(keep_going, body, (jnp.zeros((), jnp.int32), run, rows))
-    flags = jnp.stack([run.epoch, run.stopped, run.diverged, run.diverged_step, run.best_epoch]).astype(jnp.int32)
-    return run, (rows, flags)
+    return run, (rows, _history_flags(run))
 
 
 run_epochs = functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=0)(_run_epochs)
 
 
+def _run_members_in_one_order(runs: RunState, train_data, val_data, n_epochs: Array, numbers: StopNumbers,
+                              key, *, spec: RunSpec):  # fmt: skip
+    """:func:`run_members` for members that share the data and the data order: ``key`` is the
+    key every member still running holds, carried once (unbatched), so that each step gathers
+    one batch of rows for all members and the first layer is one wide matrix product
+    ``x [batch, d] @ [d, members × width]`` instead of one small product per member. Each member
+    takes exactly the epochs :func:`_run_epochs` would; the loop runs while any member does.
+    """
+    names = history_names(spec.model, val_data is not None, runs.train.opt_state)
+    limit = jnp.minimum(n_epochs, spec.chunk)
+
+    def member_epoch(run, numbers, active, key):
+        new, row = _one_epoch(run, train_data, val_data, numbers, spec, key=key, flat_theta=False)
+        return _select(active, new, run), jnp.stack([row[name] for name in names])
+
+    def active_members(i, runs):
+        return (i < limit) & ~runs.stopped & ~runs.diverged
+
+    def body(carry):
+        i, key, runs, rows = carry
+        active = active_members(i, runs)
+        runs, row = jax.vmap(member_epoch, in_axes=(0, 0, 0, None))(runs, numbers, active, key)
+        return i + 1, epoch_keys(key, spec.model)[0], runs, rows.at[:, :, i].set(jnp.where(active[:, None], row, rows[:, :, i]))
+
+    def keep_going(carry):
+        i, _, runs, _ = carry
+        return jnp.any(active_members(i, runs))
+
+    rows = jnp.zeros((n_epochs.shape[0], len(names), spec.chunk), jnp.float32)
+    _, _, runs, rows = jax.lax.while_loop(keep_going, body, (jnp.zeros((), jnp.int32), key, runs, rows))
+    return runs, (rows, jax.vmap(_history_flags)(runs))
+
+
 @functools.partial(jax.jit, static_argnames=("spec", "data_axis"), donate_argnums=0)
-def run_members(runs: RunState, train_data, val_data, n_epochs: Array, numbers: StopNumbers, *, spec: RunSpec,
-                data_axis: Optional[int]):  # fmt: skip
+def run_members(runs: RunState, train_data, val_data, n_epochs: Array, numbers: StopNumbers, order_key=None, *,
+                spec: RunSpec, data_axis: Optional[int]):  # fmt: skip
     """:func:`run_epochs` over a leading member axis: many networks in one program (a sweep).
 
     ``runs``, ``n_epochs`` [members] and ``numbers`` carry the member axis; the data are shared
     (``data_axis`` None) or stacked per member (0). A member whose ``n_epochs`` is 0, or that has
-    stopped or diverged, runs no further epochs while the others go on.
+    stopped or diverged, runs no further epochs while the others go on. ``order_key``: the key
+    of every member still running, when they share it and the data (one data order for all, see
+    :func:`_run_members_in_one_order`); None: each member's own.
     """
+    if order_key is not None:
+        if data_axis is not None:
+            raise ValueError("one data order is for members that share their data (data_axis None)")
+        return _run_members_in_one_order(runs, train_data, val_data, n_epochs, numbers, order_key, spec=spec)
     one = functools.partial(_run_epochs, spec=spec)
     axes = (0, data_axis, data_axis, 0, 0)
     return jax.vmap(one, in_axes=axes)(runs, train_data, val_data, n_epochs, numbers)

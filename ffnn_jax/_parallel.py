@@ -9,13 +9,41 @@ devices (:func:`shard_rows`), and the gather of a batch's rows becomes a masked 
 one all-reduce of the batch.
 """
 
+import os
 from typing import Any, Optional, Tuple
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ._errors import check_positive_int
 from ._run_checkpoint import _is_key
+
+
+def use_cpu_cores(count: Optional[int] = None) -> None:
+    """Splits JAX's CPU backend into ``count`` devices (None: one per core this process may run
+    on), so that ``sweep(devices="all")`` trains a share of the members on each core at once.
+
+    On a small network one program uses the second core poorly (XLA:CPU parallelises each small
+    operation; the handover costs about what it saves), while members on separate devices run
+    side by side without talking to each other. ``train()`` still runs on the first device.
+    Call it right after ``import ffnn_jax``, before JAX computes anything: JAX fixes its devices
+    when it starts (``RuntimeError`` otherwise). A count chosen in the environment
+    (``XLA_FLAGS=--xla_force_host_platform_device_count=n`` or ``JAX_NUM_CPU_DEVICES``) is kept.
+    """
+    check_positive_int("count", count, allow_none=True)
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or os.environ.get(
+        "JAX_NUM_CPU_DEVICES"
+    ):
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        jax.config.update("jax_num_cpu_devices", int(count or cores))
+    except RuntimeError:
+        raise RuntimeError(
+            "use_cpu_cores() must run before JAX computes anything (JAX fixes its devices when it starts): "
+            "call it right after `import ffnn_jax`"
+        ) from None
 
 
 def make_mesh(devices: Any, axis: str = "batch") -> Optional[Mesh]:

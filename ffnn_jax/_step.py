@@ -220,6 +220,14 @@ class EpochMetrics(NamedTuple):
     diverged_at: Array  # int32 [], global step of the first non-finite step, -1 if none
 
 
+def epoch_keys(key: PRNGKey, model: ModelSpec) -> Tuple[PRNGKey, PRNGKey, Optional[PRNGKey]]:
+    """An epoch's keys from the run's: (the next epoch's, the data order's, the dropout masks' or None)."""
+    if any(model.dropout):  # a third stream for the masks (runs without dropout keep their data order)
+        return tuple(jax.random.split(key, 3))
+    next_key, order_key = jax.random.split(key)
+    return next_key, order_key, None
+
+
 def _epoch(
     state: TrainState,
     x: Array,
@@ -232,6 +240,8 @@ def _epoch(
     shuffle: bool,
     mesh=None,
     n_rows: Optional[int] = None,
+    key: Optional[PRNGKey] = None,
+    flat_theta: bool = True,
 ):
     """One pass over ``(x [n, d], y)`` in batches of ``batch_size``; returns (state, EpochMetrics).
 
@@ -240,15 +250,17 @@ def _epoch(
     devices, padded with masked rows to a multiple of their count (the same rows per batch as on
     one device); params and optimizer state stay replicated, XLA adds the gradient all-reduce.
     ``n_rows``: the first ``n_rows`` rows are the data, the rest padding (arrays split over processes).
+    ``key``: split instead of ``state.key`` (members of a sweep that share one data order pass it
+    unbatched, so that their batches are the same rows and the first layer one wide product).
+    ``flat_theta``: False keeps the steps on the pytree even where :func:`_steps_on_flat_theta`
+    would flatten (those members: slicing each W out of a [members, θ] block costs them more than
+    one fused update saves).
     """
     chex.assert_equal_shape_prefix(jax.tree_util.tree_leaves((x, y, sample_weight)), 1)
     n = x.shape[0] if n_rows is None else n_rows
     n_batches = -(-n // batch_size)
     padded = n_batches * batch_size
-    if any(model.dropout):  # a third stream for the masks (runs without dropout keep their data order)
-        key, order_key, dropout_key = jax.random.split(state.key, 3)
-    else:
-        (key, order_key), dropout_key = jax.random.split(state.key), None
+    key, order_key, dropout_key = epoch_keys(state.key if key is None else key, model)
     order = permutation(order_key, n) if shuffle else jnp.arange(n)
     index = jnp.concatenate([order, jnp.zeros((padded - n,), order.dtype)]).reshape(n_batches, batch_size)
     mask = (jnp.arange(padded) < n).astype(x.dtype).reshape(n_batches, batch_size)
@@ -260,7 +272,7 @@ def _epoch(
     zero = jnp.zeros((), jnp.float32)
     start_params, start_opt_state = state.params, state.opt_state
     unravel = None
-    if _steps_on_flat_theta(state.params, optimizer):
+    if flat_theta and _steps_on_flat_theta(state.params, optimizer):
         params_def = jax.tree_util.tree_structure(state.params)
         theta, unravel = ravel(state.params)
         opt_state = _map_param_trees(lambda tree: ravel(tree)[0], state.opt_state, state.opt_state, params_def)

@@ -8,7 +8,9 @@ decay, momentum, betas, ε, clipping norm, seed, patience, ...) differ between m
 because they live in the run state as arrays. Settings that change code or shapes (hidden sizes,
 activation, optimizer, batch size, loss, ...) make one program per distinct structure. A member
 that stops early stops updating; one that diverges is masked and reported, and never affects the
-others. A structure with more members than fit in memory (or than ``max_members``) runs in chunks
+others. Members that share a seed share the data order as well: the loop then carries one key
+for all of them and their first layer is one wide product (``_loop._run_members_in_one_order``).
+A structure with more members than fit in memory (or than ``max_members``) runs in chunks
 of one width, so it still compiles once. :func:`train_members` is the engine (members given one by
 one, each with its own data key): :class:`ffnn_jax.SweepSearchCV` runs scikit-learn fits through it.
 """
@@ -208,7 +210,8 @@ def sweep(
       devices: None (one device; across several processes of ``jax.distributed``, all of them),
         "all", a count or a list of devices: the member axis is split over them, each device
         training its own members (a chunk is padded to a multiple of the device count). Every
-        process of a multi-process run calls ``sweep`` alike and gets every member's result.
+        process of a multi-process run calls ``sweep`` alike and gets every member's result. On a
+        CPU, :func:`ffnn_jax.use_cpu_cores` first makes one device per core (members side by side).
 
     Returns:
       A :class:`SweepResult`. A member that diverges is reported (status ``diverged at epoch e``),
@@ -457,8 +460,10 @@ def _run_chunk(chunk, members_of_sweep, keys, datasets, stacked: bool, mesh=None
         if todo.max() <= 0:
             break
         start = time.perf_counter()
+        order_key = None if stacked else _one_order_key(runs.train.key, todo > 0, mesh)
         todo = shard_leading(jnp.asarray(todo, jnp.int32), mesh)
-        runs, (rows, out) = run_members(runs, train_data, val_data, todo, numbers, spec=spec, data_axis=data_axis)
+        runs, (rows, out) = run_members(runs, train_data, val_data, todo, numbers, order_key, spec=spec,
+                                        data_axis=data_axis)  # fmt: skip
         rows, out = gather_to_host((rows, out))
         after = out[:, 0].astype(np.int64)
         seconds = (time.perf_counter() - start) / max(1, int((after - epoch).max()))
@@ -473,6 +478,18 @@ def _run_chunk(chunk, members_of_sweep, keys, datasets, stacked: bool, mesh=None
         run = jax.tree_util.tree_map(lambda leaf: leaf[m], runs)
         results.append(make_result(configs[m], datasets[keys[index]][0], spec, run, histories[m]))
     return results
+
+
+def _one_order_key(keys, running: np.ndarray, mesh):
+    """The key every running member holds, replicated (their data order is then one), or None.
+
+    Members of a grid that leaves ``seed`` alone start from one key and split it alike every
+    epoch, so they stay equal while they run; a stopped member's key stays behind, but it takes
+    no further epochs."""
+    data = gather_to_host(jax.random.key_data(keys))[running]
+    if len(data) == 0 or not (data == data[:1]).all():
+        return None
+    return replicate(jax.random.wrap_key_data(jnp.asarray(data[0]), impl=jax.random.key_impl(keys)), mesh)
 
 
 def _status(result: TrainResult) -> str:

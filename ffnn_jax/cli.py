@@ -31,6 +31,7 @@ from ._gradcheck import check_gradients
 from ._losses import LOSS_ALIASES
 from ._model import ACTIVATIONS
 from ._optim import OPTIMIZERS, SCHEDULES
+from ._parallel import use_cpu_cores
 from ._params import WEIGHT_INITS, init_params, layer_sizes_of
 from ._run_checkpoint import CheckpointError
 from ._saved_model import load_model, model_metadata
@@ -225,10 +226,17 @@ def _add_process_flags(parser: argparse.ArgumentParser) -> None:
                        f"dead and the others exit (default {DEFAULT_TIMEOUT_S})")  # fmt: skip
 
 
-def _join_processes(args) -> bool:
-    """Joins a multi-process run when the flags or environment ask for one; True on process 0 (or alone)."""
-    initialize_distributed(args.coordinator_address, args.num_processes, args.process_id,
-                           timeout_s=args.distributed_timeout)  # fmt: skip
+def _join_processes(args, *, cpu_devices: Optional[int] = 1) -> bool:
+    """Joins a multi-process run when the flags or environment ask for one; True on process 0 (or
+    alone). Alone, the CPU is first split into ``cpu_devices`` (None: one per core; see
+    :func:`ffnn_jax.use_cpu_cores`), before anything starts JAX's devices."""
+    joined = initialize_distributed(args.coordinator_address, args.num_processes, args.process_id,
+                                    timeout_s=args.distributed_timeout)  # fmt: skip
+    if not joined and cpu_devices != 1:
+        try:
+            use_cpu_cores(cpu_devices)
+        except RuntimeError:  # JAX started already (cli.main called in a process that computed): keep its devices
+            pass
     return is_primary()
 
 
@@ -679,7 +687,11 @@ def run_sweep(args) -> int:
     for point in config.points:
         TrainConfig(**{**settings, **point})  # every point is checked before data is read or anything compiles
     _check_wandb_flags(args)
-    primary = _join_processes(args)  # several processes: each trains its share of the members, process 0 writes
+    check_positive_int("--cpu_devices", args.cpu_devices, allow_none=True)
+    # several processes: each trains its share of the members, process 0 writes; one: members side by side on its cores
+    primary = _join_processes(args, cpu_devices=args.cpu_devices)
+    alone_on_cpu = not jax.distributed.is_initialized() and jax.default_backend() == "cpu"
+    devices = "all" if alone_on_cpu and args.cpu_devices != 1 and len(jax.devices()) > 1 else None
     folder = _prepare_out_dir(args) if primary else _out_dir_of_primary(args)
     (x, y), (x_test, y_test) = _load_splits(args)
     start = time.perf_counter()
@@ -691,7 +703,7 @@ def run_sweep(args) -> int:
         bar.advance(done, shown)
 
     try:
-        result = sweep(x, y, grid=config.points, progress=progress, **settings)
+        result = sweep(x, y, grid=config.points, progress=progress, devices=devices, **settings)
     finally:
         bar.close()
     seconds = time.perf_counter() - start
@@ -705,7 +717,8 @@ def run_sweep(args) -> int:
     if args.plot:
         result.plot(os.path.join(folder, "sweep.png"))
     summary = {"members": len(result.results), "programs": result.programs, "sweep_seconds": round(seconds, 3),
-               "metric": config.monitor, "method": config.method}  # fmt: skip
+               "devices": 1 if devices is None else len(jax.devices()), "metric": config.monitor,
+               "method": config.method}  # fmt: skip
     line = f"swept {len(result.results)} members in {result.programs} program(s) in {seconds:.2f} s"
     if result.best is not None:
         best = result.best
@@ -842,6 +855,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sweep the parameters of a wandb-style YAML; the other flags set what all members share.",
     )
     sweep_parser.add_argument("--config", required=True, help="the sweep YAML (method, metric, parameters, run_cap)")
+    sweep_parser.add_argument("--cpu_devices", type=int, default=None,
+                              help="on a CPU, devices the members are split over, trained side by side (default: "
+                              "one per core; 1: one device); ignored on an accelerator and with several processes")  # fmt: skip
     _add_train_flags(sweep_parser)
     sweep_parser.set_defaults(run=run_sweep)
     show_parser = commands.add_parser(

@@ -54,3 +54,45 @@ def test_the_suites_devices_split_each_batch_and_agree_with_one_device():
 def test_a_bad_devices_argument_names_it(devices):
     with pytest.raises(ValueError, match="`devices`"):
         ffnn_jax.train(np.ones((4, 2)), np.array([0, 1, 0, 1]), devices=devices, epochs=1)
+
+
+_SPLIT_THE_CPU = """
+import json, os, sys, ffnn_jax, jax
+from ffnn_jax import cli
+if sys.argv[1] == "api":
+    ffnn_jax.use_cpu_cores(3)
+    assert len(jax.devices()) == 3, jax.devices()
+    try:
+        ffnn_jax.use_cpu_cores()
+    except RuntimeError as error:
+        print("REFUSED", error)
+else:  # the CLI sweep of a fresh process: one device per core
+    assert cli.main(["sweep", "--config", sys.argv[2], "-e", "1", "--out", sys.argv[3], "--no_progress", "--no_plot"]) == 0
+    print("DEVICES", json.load(open(os.path.join(sys.argv[3], "summary.json")))["devices"])
+"""
+
+
+def _fresh_cpu_process(*args):
+    env = {name: value for name, value in os.environ.items() if name not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    done = subprocess.run([sys.executable, "-c", _SPLIT_THE_CPU, *args], env={**env, "JAX_PLATFORMS": "cpu"},
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_use_cpu_cores_splits_the_cpu_before_jax_starts_and_says_why_it_cannot_after():
+    printed = _fresh_cpu_process("api")
+    assert "REFUSED use_cpu_cores() must run before JAX computes anything" in printed
+
+
+def test_the_cli_sweep_of_a_fresh_process_makes_one_cpu_device_per_core(tmp_path):
+    config = tmp_path / "sweep.yaml"
+    config.write_text("method: grid\nparameters:\n  learning_rate: {values: [0.01, 0.1]}\n")
+    printed = _fresh_cpu_process("cli", str(config), str(tmp_path / "run"))
+    assert f"DEVICES {len(os.sched_getaffinity(0))}" in printed
+
+
+@pytest.mark.parametrize("count", [0, -1, 1.5, "two"])
+def test_use_cpu_cores_refuses_a_count_that_is_not_a_positive_int(count):
+    with pytest.raises(ValueError, match="`count`"):
+        ffnn_jax.use_cpu_cores(count)

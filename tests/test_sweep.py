@@ -26,6 +26,15 @@ def _same_as_standalone(member, standalone):
     assert member.history["train_loss"] == standalone.history["train_loss"]
 
 
+def _agrees_with_standalone(member, standalone):
+    """Members that share one data order: their first layer is one wide product for all of them,
+    which XLA blocks (and so rounds) otherwise than one member's product: equal to 1e-5."""
+    assert_trees_all_close(member.params, standalone.params, rtol=1e-5, atol=1e-6)
+    assert_trees_all_close(member.state.opt_state, standalone.state.opt_state, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(member.history["train_loss"], standalone.history["train_loss"], rtol=1e-5)
+    assert member.history["epoch"] == standalone.history["epoch"]
+
+
 NUMERIC = {
     "learning_rate": ("adam", [1e-3, 3e-2]),
     "weight_decay": ("adam", [1e-4, 1e-2]),
@@ -48,10 +57,10 @@ def test_a_member_equals_the_standalone_train_call(digits, name):
     assert result.programs == 1
     for value, member in zip(values, result.results):
         standalone = ffnn_jax.train(x, y, **{**settings, name: value})
-        if name == "max_grad_norm":  # the global norm is a reduction that vmap batches: other summation order
-            assert_trees_all_close(member.params, standalone.params, rtol=1e-5, atol=1e-6)
-        else:
+        if name == "seed":  # each member's own data order: the same products as alone, bit for bit
             _same_as_standalone(member, standalone)
+        else:
+            _agrees_with_standalone(member, standalone)
 
 
 def test_members_mixing_zero_and_positive_weight_decay_agree_to_rounding(digits):
@@ -86,7 +95,7 @@ def test_settings_that_change_structure_make_one_program_each(digits):
     assert result.programs == 4 and len(result.table) == 8
     assert [r.layer_sizes[1] for r in result.results] == [8, 8, 8, 8, 16, 16, 16, 16]
     standalone = ffnn_jax.train(x, y, hidden_sizes=(16,), optimizer="sgd", learning_rate=1e-1, epochs=2)
-    _same_as_standalone(result.results[5], standalone)
+    _agrees_with_standalone(result.results[5], standalone)
 
 
 def test_early_stopping_is_per_member_and_a_stopped_member_keeps_its_best(digits):
@@ -96,7 +105,31 @@ def test_early_stopping_is_per_member_and_a_stopped_member_keeps_its_best(digits
     quick, patient = result.results
     assert len(quick.history["epoch"]) < len(patient.history["epoch"])
     assert result.table[0]["status"].startswith("stopped early at epoch")
-    _same_as_standalone(quick, ffnn_jax.train(x, y, **{**settings, "patience": 0}))
+    _agrees_with_standalone(quick, ffnn_jax.train(x, y, **{**settings, "patience": 0}))
+    _agrees_with_standalone(patient, ffnn_jax.train(x, y, **{**settings, "patience": 25}))
+
+
+def test_members_sharing_a_seed_share_one_data_order_and_a_seed_grid_keeps_each_its_own(digits, monkeypatch):
+    x, y = digits
+    orders = []
+    one_order_key = ffnn_jax._sweep._one_order_key
+    monkeypatch.setattr(ffnn_jax._sweep, "_one_order_key", lambda *a: orders.append(one_order_key(*a)) or orders[-1])
+    settings = dict(BASE, optimizer="adam", learning_rate=1e-2)
+    ffnn_jax.sweep(x, y, grid={"learning_rate": [1e-3, 1e-2], "weight_decay": [0.0, 1e-3]}, **settings)
+    assert orders and all(key is not None for key in orders)
+    orders.clear()
+    ffnn_jax.sweep(x, y, grid={"seed": [0, 1]}, **settings)
+    assert orders and all(key is None for key in orders)
+
+
+def test_members_of_one_data_order_with_other_epoch_counts_each_take_their_own(digits, monkeypatch):
+    x, y = digits
+    monkeypatch.setattr(ffnn_jax._setup, "epochs_per_dispatch", lambda *a: 2)  # the order key carried across calls
+    settings = dict(BASE, optimizer="adam", learning_rate=1e-2)
+    result = ffnn_jax.sweep(x, y, grid={"epochs": [1, 5, 3]}, **settings)
+    assert result.programs == 1 and [len(r.history["epoch"]) for r in result.results] == [1, 5, 3]
+    for epochs, member in zip([1, 5, 3], result.results):
+        _agrees_with_standalone(member, ffnn_jax.train(x, y, **{**settings, "epochs": epochs}))
 
 
 def test_a_diverging_member_is_masked_and_reported_and_never_raises(digits):

@@ -85,6 +85,17 @@ def test_the_cli_sweep_writes_the_table_members_plot_and_the_best_model(tmp_path
     assert model.evaluate(x, y)["accuracy"] > 0.5
 
 
+@pytest.mark.parametrize("flags, devices", [([], 2), (["--cpu_devices", "1"], 1)], ids=["cores", "one-device"])
+def test_the_cli_sweep_splits_the_members_over_the_cpu_devices_unless_told_one(tmp_path, flags, devices):
+    # the suite's process has 2 CPU devices (conftest); a fresh process makes one per core (test_parallel.py)
+    config = tmp_path / "sweep.yaml"
+    config.write_text(GRID)
+    out = tmp_path / "run"
+    assert cli.main(["sweep", "--config", str(config), "-e", "2", "--out", str(out), "--no_progress", "--no_plot",
+                     *flags]) == 0  # fmt: skip
+    assert json.loads((out / "summary.json").read_text())["devices"] == devices
+
+
 def test_the_cli_sweep_refuses_a_bad_config_before_reading_data(tmp_path, capsys):
     config = tmp_path / "sweep.yaml"
     config.write_text("parameters: {learning_rate: {values: [-1.0]}}")
