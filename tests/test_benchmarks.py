@@ -173,3 +173,12 @@ def test_the_step_profile_sums_device_kernels_only(tmp_path):
         json.dump({"traceEvents": events}, f)
     assert device_kernel_times(str(tmp_path)) == {"gemm": (40.0, 2), "update": (5.0, 1)}
     assert device_kernel_times(str(tmp_path / "empty")) == {}
+
+
+def test_the_tiny_step_profile_names_the_ops_that_run_each_step():
+    from benchmarks.profile_tiny_step import per_op_profile
+
+    ops, dots = per_op_profile(epochs=1)
+    assert len(ops) > 10 and all(us > 0 for us, _, _ in ops)
+    assert any(what.startswith(("dot f32[784,128]", "fusion f32[64,128]")) for _, _, what in ops[:5])  # W₁'s GEMMs
+    assert len(dots) >= 4  # two GEMMs each way per layer pair, and who runs them
