@@ -127,9 +127,12 @@ class SweepResult:
             curves.plot(self.best.history["epoch"], self.best.history[self.monitor], color="black", linewidth=2,
                         label="best")  # fmt: skip
             curves.legend()
-        if "loss" in self.monitor:
+        values = np.array([v for r in self.results for v in r.history.get(self.monitor, [])], dtype=float)
+        values = values[np.isfinite(values) & (values > 0)]
+        if "loss" in self.monitor and values.size and values.max() > 10 * values.min():  # losses spanning decades
             curves.set_yscale("log")
         curves.set(xlabel="epoch", ylabel=self.monitor, title=f"{len(self.results)} members")
+        curves.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # whole epochs
         curves.grid(alpha=0.3)
         if heatmap:
             rows_name, cols_name = axes_names

@@ -279,11 +279,12 @@ def _prepare_out_dir(args) -> str:
 
 
 class _Progress:
-    """Per-epoch progress: a tqdm bar when available, else one line per epoch on stderr."""
+    """Per-epoch progress: a tqdm bar on a terminal (when tqdm is installed), else one line per
+    epoch on stderr (a log file or pipe would keep every redraw of a bar)."""
 
     def __init__(self, total: int, enabled: bool, unit: str = "epoch"):
         self.bar, self.enabled, self.unit = None, enabled, unit
-        if enabled:
+        if enabled and sys.stderr.isatty():
             try:
                 from tqdm.auto import tqdm
 
