@@ -212,7 +212,8 @@ def sweep(
         folds) or None while no member has a finite monitored value.
       devices: None (one device; across several processes of ``jax.distributed``, all of them),
         "all", a count or a list of devices: the member axis is split over them, each device
-        training its own members (a chunk is padded to a multiple of the device count). Every
+        training its own members (a chunk is padded to a multiple of the device count; on one
+        process a sweep with fewer members than devices uses that many devices). Every
         process of a multi-process run calls ``sweep`` alike and gets every member's result. On a
         CPU, :func:`ffnn_jax.use_cpu_cores` first makes one device per core (members side by side).
 
@@ -353,6 +354,8 @@ def train_members(
     member axis split over a mesh of them (see :func:`sweep`).
     """
     mesh = make_mesh(devices, axis="members")
+    if mesh is not None and jax.process_count() == 1 and mesh.size > len(members):  # no device left idle
+        mesh = make_mesh(list(mesh.devices.flat[: len(members)]), axis="members")  # (or padded with copies)
     width = 1 if mesh is None else mesh.size
     budget = None if max_members is not None else smallest_everywhere(memory_budget())  # the same chunks everywhere
     float64 = any(member.config.dtype == "float64" for member in members)

@@ -316,3 +316,21 @@ def test_bad_folds_are_refused_naming_them(folds, error, message):
     x, y = np.ones((8, 2), np.float32), np.array([0, 1] * 4)
     with pytest.raises(error, match=message):
         ffnn_jax.sweep(x, y, grid={"seed": [0]}, folds=folds)
+
+
+def test_a_sweep_with_fewer_members_than_devices_leaves_the_other_devices_out(digits, monkeypatch):
+    x, y = digits
+    runs = []
+    run_chunk = ffnn_jax._sweep._run_chunk
+
+    def recorded(chunk, members, keys, datasets, stacked, mesh=None):
+        runs.append((len(chunk), None if mesh is None else mesh.size))
+        return run_chunk(chunk, members, keys, datasets, stacked, mesh)
+
+    monkeypatch.setattr(ffnn_jax._sweep, "_run_chunk", recorded)
+    assert len(jax.devices()) == 2  # the suite's forced CPU devices
+    result = ffnn_jax.sweep(x, y, grid={"learning_rate": [1e-2]}, devices="all", **BASE)
+    assert runs == [(1, 1)] and len(result.results) == 1  # one member on one device, not padded to two
+    runs.clear()
+    ffnn_jax.sweep(x, y, grid={"learning_rate": [1e-3, 1e-2, 1e-1]}, devices="all", **BASE)
+    assert runs == [(4, 2)]  # three members on two devices: padded to four
