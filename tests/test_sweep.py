@@ -334,3 +334,13 @@ def test_a_sweep_with_fewer_members_than_devices_leaves_the_other_devices_out(di
     runs.clear()
     ffnn_jax.sweep(x, y, grid={"learning_rate": [1e-3, 1e-2, 1e-1]}, devices="all", **BASE)
     assert runs == [(4, 2)]  # three members on two devices: padded to four
+
+
+def test_members_of_one_data_order_draw_the_dropout_masks_their_standalone_runs_draw(digits):
+    x, y = digits
+    settings = dict(BASE, optimizer="adam", dropout=0.3, validation_fraction=0.2)
+    result = ffnn_jax.sweep(x, y, grid={"learning_rate": [1e-3, 1e-2]}, **settings)
+    for value, member in zip([1e-3, 1e-2], result.results):
+        _agrees_with_standalone(member, ffnn_jax.train(x, y, **{**settings, "learning_rate": value}))
+    without = ffnn_jax.train(x, y, **{**settings, "learning_rate": 1e-2, "dropout": 0.0})
+    assert abs(result.results[1].history["train_loss"][-1] - without.history["train_loss"][-1]) > 1e-3  # masks drawn
