@@ -38,7 +38,7 @@ from ._labels import is_label_column
 from ._distributed import check_same_everywhere, smallest_everywhere
 from ._loop import RunState, run_members
 from ._parallel import gather_to_host, make_mesh, replicate, shard_leading
-from ._setup import Setup, place, prepare, sampled_rows, setup
+from ._setup import Setup, epochs_per_dispatch, place, prepare, sampled_rows, setup
 from ._stopping import watched_value
 from ._train import TrainResult, append_rows, make_result, train
 from ._types import Params
@@ -444,7 +444,12 @@ def _run_chunk(chunk, members_of_sweep, keys, datasets, stacked: bool, mesh=None
     member axis split over ``mesh``); the host loop over its chunks of epochs."""
     indices = [index for index, _ in chunk]
     members = [member for _, member in chunk]
-    spec, names = members[0].spec, members[0].names
+    names = members[0].names
+    # epochs per dispatch for the members a device trains together, as train() sizes them for one
+    # member (a dispatch of about the same work: the host sees SIGINT and progress as often)
+    per_device = len(members) // (1 if mesh is None else mesh.size)
+    n_rows = members[0].spec.rows or len(members[0].train_data[1])  # y's rows (x may be sparse)
+    spec = members[0].spec._replace(chunk=epochs_per_dispatch(members[0].run.train.params, n_rows * per_device))
     if not stacked:
         train_data, val_data, data_axis = members[0].train_data, members[0].val_data, None
     else:

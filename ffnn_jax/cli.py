@@ -292,8 +292,11 @@ class _Progress:
             except ImportError:
                 pass
 
+    done = 0  # a sweep's members finished
+
     def advance(self, done: int, shown: dict) -> None:
         """The bar at ``done`` (a sweep's members), ``shown`` beside it (the best so far)."""
+        self.done = done
         shown = {k: f"{v:.4f}" for k, v in shown.items()}
         if self.bar is not None:
             self.bar.set_postfix(shown, refresh=False)
@@ -705,8 +708,12 @@ def run_sweep(args) -> int:
 
     try:
         result = sweep(x, y, grid=config.points, progress=progress, devices=devices, **settings)
-    finally:
+    except KeyboardInterrupt:
         bar.close()
+        print(f"ffnn-jax: sweep stopped by SIGINT after {bar.done} of {len(config.points)} members; nothing was "
+              f"written to {folder} (a sweep is not resumable: run it again)", file=sys.stderr)  # fmt: skip
+        return 128 + int(signal.SIGINT)
+    bar.close()
     seconds = time.perf_counter() - start
     if not primary:
         return 0

@@ -103,3 +103,17 @@ def test_the_cli_sweep_refuses_a_bad_config_before_reading_data(tmp_path, capsys
         cli.main(["sweep", "--config", str(config), "--out", str(tmp_path / "run")])
     assert caught.value.code == 2 and "`learning_rate` must be" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_during_a_cli_sweep_ends_it_with_status_130_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    config = tmp_path / "sweep.yaml"
+    config.write_text(GRID)
+    out = tmp_path / "run"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ffnn_jax._sweep, "sweep", interrupted)
+    assert cli.main(["sweep", "--config", str(config), "-e", "2", "--out", str(out), "--no_progress"]) == 130
+    assert "sweep stopped by SIGINT after 0 of 4 members; nothing was written" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
