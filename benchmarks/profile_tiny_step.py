@@ -153,7 +153,6 @@ def _torch_us(fn, reps: int) -> float:
 def gemms(reps: int) -> list:
     """(name, FLOPs, JAX µs, PyTorch µs or None) for the tiny step's GEMMs."""
     import jax
-    import jax.numpy as jnp
 
     keys = jax.random.split(jax.random.key(0), 4)
     x = jax.random.normal(keys[0], (64, 784))

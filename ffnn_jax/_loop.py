@@ -188,7 +188,8 @@ def _run_members_in_one_order(runs: RunState, train_data, val_data, n_epochs: Ar
         i, key, runs, rows = carry
         active = active_members(i, runs)
         runs, row = jax.vmap(member_epoch, in_axes=(0, 0, 0, None))(runs, numbers, active, key)
-        return i + 1, epoch_keys(key, spec.model)[0], runs, rows.at[:, :, i].set(jnp.where(active[:, None], row, rows[:, :, i]))
+        rows = rows.at[:, :, i].set(jnp.where(active[:, None], row, rows[:, :, i]))
+        return i + 1, epoch_keys(key, spec.model)[0], runs, rows
 
     def keep_going(carry):
         i, _, runs, _ = carry

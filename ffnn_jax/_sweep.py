@@ -17,8 +17,8 @@ one, each with its own data key): :class:`ffnn_jax.SweepSearchCV` runs scikit-le
 
 import contextlib
 import csv
-import hashlib
 import dataclasses
+import hashlib
 import io
 import itertools
 import os
@@ -32,10 +32,10 @@ import numpy as np
 
 from ._checkpoint import atomic_write_bytes
 from ._config import TrainConfig
+from ._distributed import check_same_everywhere, smallest_everywhere
 from ._errors import check_positive_int
 from ._gradcheck import x64_scope
 from ._labels import is_label_column
-from ._distributed import check_same_everywhere, smallest_everywhere
 from ._loop import RunState, run_members
 from ._parallel import gather_to_host, make_mesh, replicate, shard_leading
 from ._setup import Setup, epochs_per_dispatch, place, prepare, sampled_rows, setup

@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._cache import enable_compilation_cache
-from ._distributed import DEFAULT_TIMEOUT_S, initialize_distributed, is_primary
 from ._checkpoint import atomic_write_bytes, save_params
 from ._config import TrainConfig
 from ._data import _split_dataset, load_dataset, resolve_target
+from ._distributed import DEFAULT_TIMEOUT_S, initialize_distributed, is_primary
 from ._errors import check_positive_int
 from ._gradcheck import check_gradients
 from ._losses import LOSS_ALIASES
