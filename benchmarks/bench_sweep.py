@@ -5,7 +5,8 @@
 digits: 64 members of 64-32-10, adam, batch 32, an 8 × 8 grid of learning rate × weight decay on
 scikit-learn's digits (1797 rows); its members share a seed, so they share one data order and the
 first layer is one wide product. tiny: 16 members of 784-128-10 on 60k synthetic MNIST-shaped rows
-(2 epochs; 64 sequential calls would take minutes here). Each round times the sweep and the
+(2 epochs, a 4 × 4 grid); tiny64: the same with 64 members (8 × 8; a round takes minutes here, run it
+with ``--rounds 1``). Each round times the sweep and the
 sequential calls (A B order), after a warm-up of both that compiles; medians are reported with
 compile time apart (the first sweep against the first train() call). On a CPU the process first
 splits the CPU into one device per core (``ffnn_jax.use_cpu_cores()``, as ``ffnn-jax sweep`` does), and
@@ -67,11 +68,17 @@ def _setup(name: str, epochs: int):
             "weight_decay": [0.0] + list(np.geomspace(1e-5, 1e-2, 7)),
         }
         settings = dict(hidden_sizes=(32,), optimizer="adam", batch_size=32, epochs=epochs)
-    else:
+    elif name in ("tiny", "tiny64"):
         data = synthetic_data(CONFIGS["tiny"])
         x, y = data.x, data.y
-        grid = {"learning_rate": list(np.geomspace(1e-3, 1e-1, 4)), "weight_decay": [1e-5, 1e-4, 1e-3, 1e-2]}
+        side = 4 if name == "tiny" else 8
+        grid = {
+            "learning_rate": list(np.geomspace(1e-3, 1e-1, side)),
+            "weight_decay": list(np.geomspace(1e-5, 1e-2, side)),
+        }
         settings = dict(hidden_sizes=(128,), optimizer="adam", batch_size=64, epochs=2)
+    else:
+        raise ValueError(f"unknown config {name!r}: digits, tiny or tiny64")
     return np.asarray(x), np.asarray(y), grid, settings
 
 
