@@ -470,3 +470,38 @@ def test_adam_divergence_on_the_flat_theta_keeps_the_last_finite_params():
     assert jax.tree_util.tree_structure(caught.value.params) == jax.tree_util.tree_structure(
         ffnn_jax.init_params(jax.random.key(0), [4, 8, 1])
     )
+
+
+@pytest.mark.parametrize("hidden_sizes", [(8,), (200, 100)], ids=["flat-theta", "per-leaf"])
+@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
+def test_a_stateful_optimizer_updates_under_a_conditional_that_equals_the_select(monkeypatch, optimizer, hidden_sizes):
+    x, y = _blobs(n=200)
+    settings = dict(hidden_sizes=hidden_sizes, optimizer=optimizer, learning_rate=1e-2, epochs=2, batch_size=16,
+                    weight_decay=1e-3, validation_fraction=0.2)  # fmt: skip
+    flat = _step._steps_on_flat_theta(ffnn_jax.init_params(jax.random.key(0), (x.shape[1], *hidden_sizes, 3)),
+                                      OptimizerSpec(optimizer))  # fmt: skip
+    assert flat == (hidden_sizes == (8,))
+    choices = []
+    real = _step._keeps_state
+    monkeypatch.setattr(_step, "_keeps_state", lambda opt: choices.append(real(opt)) or choices[-1])
+    jax.clear_caches()
+    conditional = ffnn_jax.train(x, y, **settings)
+    assert choices and all(choices)
+    monkeypatch.setattr(_step, "_keeps_state", lambda opt: choices.append(False) or False)
+    jax.clear_caches()
+    selected = ffnn_jax.train(x, y, **settings)
+    assert not choices[-1]
+    learned = lambda result: (result.state.params, result.state.opt_state, result.state.step)  # noqa: E731
+    assert_trees_all_close(learned(conditional), learned(selected), rtol=1e-6, atol=1e-7)
+    assert conditional.history["train_loss"] == pytest.approx(selected.history["train_loss"], rel=1e-6)
+    assert not _step._keeps_state(OptimizerSpec("sgd"))  # SGD's select fuses into its one update
+
+
+def test_a_non_finite_step_under_the_conditional_is_not_applied():
+    x, _ = _blobs()
+    y = x.sum(axis=1) * 100.0
+    settings = dict(hidden_sizes=(200, 100), activation="identity", optimizer="momentum", learning_rate=10.0, epochs=20)
+    with pytest.raises(ffnn_jax.TrainingDivergedError) as caught:
+        ffnn_jax.train(x, y, **settings)
+    assert caught.value.step >= 1
+    assert_all_finite(caught.value.params)
