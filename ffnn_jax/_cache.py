@@ -1,4 +1,6 @@
-"""JAX's persistent compilation cache, switched on for the CLI by default and for ``train()`` on request.
+"""Compile time: JAX's persistent compilation cache, and quick compiles for the one-off set-up programs.
+
+The cache is switched on for the CLI by default and for ``train()`` on request.
 
 A second identical ``ffnn-jax train`` then loads its compiled programs from disk instead of
 compiling them again. The folder is ``path``, else ``$FFNN_JAX_COMPILATION_CACHE``, else the
@@ -6,10 +8,11 @@ per-user cache (``$XDG_CACHE_HOME/ffnn_jax/jax`` or ``~/.cache/ffnn_jax/jax``); 
 ``none``) disables it. A folder that cannot be used is a warning, never a failure.
 """
 
+import functools
 import os
 import tempfile
 import warnings
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
 
@@ -46,3 +49,40 @@ def enable_compilation_cache(path: Optional[str] = None) -> Optional[str]:
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # small programs too: they add up
     return folder
+
+
+# XLA:CPU options for programs that run once per call on small arrays (the weight draws, the
+# optimizer's first state): LLVM's optimisation passes and the fusion emitters are most of their
+# compile time and buy nothing measurable there. The weight draws of 784-128-10 compile in 0.09 s
+# instead of 0.18 s (BENCHMARKS.md, "The first call").
+_QUICK_CPU_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+
+
+def quick_jit(fun: Callable, **jit_kwargs) -> Callable:
+    """``jax.jit(fun, **jit_kwargs)``, compiled with :data:`_QUICK_CPU_OPTIONS` on a CPU backend.
+
+    For set-up programs only: the hot loop keeps XLA's full optimisation. On other backends, and
+    with a jax or XLA that lacks these options, it is a plain ``jax.jit``. Floating-point results
+    may differ from a fully optimised compile in the last bit (contracted multiply-adds), so every
+    caller that must agree (``init_params`` and ``train()``'s first draws) goes through it.
+    """
+    plain = jax.jit(fun, **jit_kwargs)
+    try:
+        quick = jax.jit(fun, compiler_options=_QUICK_CPU_OPTIONS, **jit_kwargs)
+    except TypeError:  # a jax without per-program compiler options
+        return plain
+    options_known = [True]  # set False once XLA rejects an option name (a newer XLA may drop one)
+
+    @functools.wraps(fun)
+    def call(*args, **kwargs):
+        traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((args, kwargs)))
+        if options_known[0] and not traced and jax.default_backend() == "cpu":  # options: top-level jits only
+            try:
+                return quick(*args, **kwargs)
+            except RuntimeError as error:  # XLA's runtime errors are RuntimeErrors
+                if "compile option" not in str(error):
+                    raise
+                options_known[0] = False
+        return plain(*args, **kwargs)
+
+    return call

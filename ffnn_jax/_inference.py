@@ -93,7 +93,7 @@ def evaluate(
         dtype=dtype,
     )
     model = ModelSpec(activation, loss, task == "classification")
-    metrics = evaluate_arrays(params, x, y, jnp.asarray(weight_decay, jnp.float32), model=model)
+    metrics = evaluate_arrays(params, x, y, jax.device_put(np.float32(weight_decay)), model=model)
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 

@@ -103,9 +103,9 @@ def minimize_lbfgs(
     n_layers = len(params)
     decay = np.broadcast_to(np.asarray(weight_decay, np.float64), (n_layers,))
     factors = np.ones(n_layers) if grad_factors is None else np.asarray(grad_factors, np.float64)
-    numbers = jnp.asarray([scale, units, tol, ftol], dtype)
-    per_layer = jnp.asarray(np.stack([decay, factors]), dtype)
-    limits = jnp.asarray(np.minimum([max_iter, max_fun], np.iinfo(np.int32).max), jnp.int32)
+    numbers = jax.device_put(np.asarray([scale, units, tol, ftol], dtype))  # transfers: no program
+    per_layer = jax.device_put(np.stack([decay, factors]).astype(dtype))
+    limits = jax.device_put(np.minimum([max_iter, max_fun], np.iinfo(np.int32).max).astype(np.int32))
     # A few compiled sizes serve every max_iter; iterations past the buffer are not recorded.
     length = 1 << min(max(4, (max_iter - 1).bit_length()), 14)
     result = _solve(

@@ -49,7 +49,7 @@ class RunState(NamedTuple):
 def init_run_state(train: TrainState, *, track_best: bool) -> RunState:
     """A run at epoch 0 from ``train``; ``best_params`` starts as a copy of its params."""
     # Host scalars, distinct buffers (the run is donated): a transfer each, no program to compile.
-    scalar = lambda value, dtype: jnp.asarray(np.asarray(value, dtype))  # noqa: E731
+    scalar = lambda value, dtype: jax.device_put(np.asarray(value, dtype))  # noqa: E731
     best = jax.tree_util.tree_map(jnp.copy, train.params) if track_best else None
     return RunState(train, scalar(0, np.int32), best, scalar(0, np.int32), scalar(False, bool), scalar(False, bool),
                     scalar(-1, np.int32))  # fmt: skip

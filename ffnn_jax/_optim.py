@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ._cache import quick_jit
 from ._errors import check_choice, check_non_negative_int, check_positive_int, check_real
 
 
@@ -223,6 +224,6 @@ def _injected(spec: OptimizerSpec, hyperparams: dict) -> optax.GradientTransform
     return optax.inject_hyperparams(factory, hyperparam_dtype=jnp.float32)(**hyperparams)
 
 
-@functools.partial(jax.jit, static_argnames="spec")
+@functools.partial(quick_jit, static_argnames="spec")
 def _init_state(params, hyperparams: dict, spec: OptimizerSpec):
     return _injected(spec, hyperparams).init(params)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from ._cache import quick_jit
 from ._errors import check_choice, check_positive_int
 from ._types import Array, LayerParams, Params, PRNGKey
 
@@ -35,7 +36,7 @@ WEIGHT_INITS: dict = {
 }
 
 
-@functools.partial(jax.jit, static_argnames=("sizes", "scheme", "dtype"))
+@functools.partial(quick_jit, static_argnames=("sizes", "scheme", "dtype"))
 def _draw_weights(key: PRNGKey, *, sizes: Tuple[int, ...], scheme: str, dtype) -> Tuple[Array, ...]:
     """Every layer's W from one draw of Σ n_in·n_out numbers, sliced and scaled per layer.
 
@@ -119,11 +120,12 @@ def init_params(
 
 
 def with_zero_biases(weights: Sequence[Array], dtype) -> Params:
-    """The layers of ``weights`` with b = 0 (host zeros: a transfer, where ``jnp.zeros`` would compile)."""
-    return tuple(LayerParams(W=W, b=jnp.asarray(np.zeros((W.shape[1],), jnp.dtype(dtype)))) for W in weights)
+    """The layers of ``weights`` with b = 0 (host zeros put on the device: a transfer, where ``jnp.zeros``
+    or ``jnp.asarray`` would each compile a program)."""
+    return tuple(LayerParams(W=W, b=jax.device_put(np.zeros((W.shape[1],), jnp.dtype(dtype)))) for W in weights)
 
 
-@functools.partial(jax.jit, static_argnames=("sizes", "scheme", "dtype"))
+@functools.partial(quick_jit, static_argnames=("sizes", "scheme", "dtype"))
 def first_draws(seed: Array, *, sizes: Tuple[int, ...], scheme: str, dtype) -> Tuple[Tuple[Array, ...], PRNGKey]:
     """``train()``'s first random numbers in one program: ``key(seed)`` split into the init key (every
     W, as :func:`init_params` draws them) and the data-order key. ``seed`` is an int32 [] array."""

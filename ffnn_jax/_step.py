@@ -67,11 +67,11 @@ def init_train_state(
 ) -> TrainState:
     """A fresh state at step 0."""
     return TrainState(
-        step=jnp.asarray(np.int32(0)),
+        step=jax.device_put(np.int32(0)),
         params=params,
         opt_state=optimizer.init(params),
         key=key,
-        weight_decay=jnp.asarray(np.float32(weight_decay)),
+        weight_decay=jax.device_put(np.float32(weight_decay)),
         plateau=init_plateau(),
     )
 

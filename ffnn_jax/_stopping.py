@@ -19,6 +19,7 @@ Values are watched "smaller is better": the caller multiplies accuracies and R²
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -66,8 +67,9 @@ class Decision(NamedTuple):
 
 def init_plateau() -> Plateau:
     # Four distinct buffers: a state is donated, and one buffer may not be donated twice.
-    # Host values: a transfer each, where jnp.full / jnp.zeros would each compile a program first.
-    inf, zero = (lambda: jnp.asarray(np.float32(np.inf))), (lambda: jnp.asarray(np.int32(0)))
+    # Host values put on the device: a transfer each, where jnp.full / jnp.zeros / jnp.asarray would
+    # each compile a program first.
+    inf, zero = (lambda: jax.device_put(np.float32(np.inf))), (lambda: jax.device_put(np.int32(0)))
     return Plateau(inf(), zero(), inf(), zero())
 
 

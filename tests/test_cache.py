@@ -56,3 +56,28 @@ def test_an_unusable_or_corrupt_cache_is_a_one_line_warning_never_a_failure(tmp_
     compiles, stderr = _train(tmp_path, "c", str(cache))
     assert compiles > 0  # compiled again
     assert stderr.count("ffnn-jax: warning: some entries of the compilation cache") == 1
+
+
+_LOG_COMPILES = """
+import logging, numpy as np, jax
+names = []
+class Names(logging.Handler):
+    def emit(self, record):
+        if record.getMessage().startswith("Compiling "):
+            names.append(record.getMessage().split()[1])
+logging.getLogger("jax._src.interpreters.pxla").addHandler(Names())
+jax.config.update("jax_log_compiles", True)
+import ffnn_jax
+rng = np.random.default_rng(0)
+ffnn_jax.train(rng.normal(size=(64, 5)).astype(np.float32), rng.integers(0, 3, 64), hidden_sizes=(7,),
+               optimizer="adam", epochs=2, batch_size=16)
+print("COMPILED", " ".join(names))
+"""
+
+
+def test_the_first_train_call_compiles_the_draws_the_optimizer_state_and_the_epochs_only():
+    # Each eager jnp.asarray / jnp.zeros would be a program of its own (about 8 ms to compile each).
+    done = subprocess.run([sys.executable, "-c", _LOG_COMPILES], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    compiled = done.stdout.split("COMPILED")[-1].split()
+    assert sorted(compiled) == ["jit(_init_state)", "jit(_run_epochs)", "jit(first_draws)"], compiled
