@@ -4,6 +4,7 @@ Everything here is NumPy on the host and runs before any tracing, so a bad input
 with the argument's name before anything is compiled.
 """
 
+import concurrent.futures
 import csv
 import gzip
 import os
@@ -55,9 +56,16 @@ def _as_numeric_array(name: str, value) -> np.ndarray:
     return array
 
 
-def validate_x(x, name: str = "x", *, n_features: Optional[int] = None, dtype=np.float32) -> np.ndarray:
+def validate_x(
+    x, name: str = "x", *, n_features: Optional[int] = None, dtype=np.float32, aligned: bool = False
+) -> np.ndarray:
     """Checks a feature matrix and returns it as ``dtype`` [n, d] (a scipy sparse matrix as
-    :class:`ffnn_jax._sparse.SparseRows`, never densified)."""
+    :class:`ffnn_jax._sparse.SparseRows`, never densified).
+
+    ``aligned``: a large result is also C-contiguous and 64-byte aligned (what JAX's CPU backend
+    takes without a copy of its own). A large matrix that must be converted or aligned is copied
+    once, by all cores, and checked block by block during that copy.
+    """
     if is_scipy_sparse(x) or isinstance(x, SparseRows):
         x = from_scipy(x, name, dtype) if is_scipy_sparse(x) else x.astype(dtype)
         if n_features is not None and x.shape[1] != n_features:
@@ -70,8 +78,13 @@ def validate_x(x, name: str = "x", *, n_features: Optional[int] = None, dtype=np
         raise ValueError(f"`{name}` must be non-empty, got shape {x.shape}")
     if n_features is not None and x.shape[1] != n_features:
         raise ValueError(f"`{name}` must have {n_features} features (columns), got {x.shape[1]}")
-    x = x.astype(dtype, copy=False)
-    if not _all_finite(x):
+    dtype = np.dtype(dtype)
+    if x.size * dtype.itemsize >= _LARGE and (x.dtype != dtype or (aligned and not is_aligned(x))):
+        x, finite = host_copy(x, dtype)
+    else:
+        x = x.astype(dtype, copy=False)
+        finite = _all_finite(x)
+    if not finite:
         bad = int(np.sum(~np.isfinite(x)))
         raise ValueError(f"`{name}` must be finite, got {bad} NaN/inf values")
     return x
@@ -89,6 +102,49 @@ def _all_finite(x: np.ndarray) -> bool:
         if np.isfinite(sums).all():
             return True
     return bool(np.all(np.isfinite(x)))
+
+
+_LARGE = 1 << 22  # bytes: below this a copy is too quick to be worth threads or an aligned buffer
+_ALIGNMENT = 64  # bytes: JAX's CPU backend uses a NumPy buffer aligned like this without copying it
+
+
+def is_aligned(array: np.ndarray) -> bool:
+    """Whether ``array`` is C-contiguous and starts on a 64-byte boundary."""
+    return array.flags.c_contiguous and array.ctypes.data % _ALIGNMENT == 0
+
+
+def _empty_aligned(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array starting on a 64-byte boundary."""
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + _ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % _ALIGNMENT
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def host_copy(array: np.ndarray, dtype=None) -> Tuple[np.ndarray, bool]:
+    """``array`` [n, ...] as a 64-byte-aligned C-contiguous copy of ``dtype`` (default: its own), and
+    whether every value of the copy is finite.
+
+    All cores copy (and convert) about 1 MB of rows each in turn and sum each block while it is
+    in cache, so the finite check costs no pass of its own.
+    """
+    dtype = array.dtype if dtype is None else np.dtype(dtype)
+    out = _empty_aligned(array.shape, dtype)
+    rows = max(1, (1 << 20) // max(1, out[:1].nbytes))
+    row_size = int(np.prod(array.shape[1:]))
+    ones = np.ones(row_size, dtype) if dtype in (np.float32, np.float64) else None
+
+    def copy_block(start: int) -> bool:
+        block = out[start : start + rows]
+        with np.errstate(over="ignore", invalid="ignore"):  # a float64 beyond float32's range becomes inf
+            np.copyto(block, array[start : start + rows], casting="unsafe")
+            if ones is not None and np.isfinite(block.reshape(len(block), row_size) @ ones).all():
+                return True
+        return dtype.kind in "biu" or bool(np.isfinite(block).all())
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        finite = all(list(pool.map(copy_block, range(0, len(array), rows))))
+    return out, finite
 
 
 CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy")

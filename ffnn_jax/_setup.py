@@ -6,9 +6,7 @@ the :class:`ffnn_jax._loop.RunSpec`, the stopping numbers and the initial
 places the data on the device once.
 """
 
-import concurrent.futures
 import hashlib
-import os
 from typing import NamedTuple, Optional, Tuple
 
 import jax
@@ -16,7 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._config import TrainConfig
-from ._data import Standardizer, fit_standardizer, infer_task, split_indices, validate_x, validate_y
+from ._data import (
+    Standardizer,
+    fit_standardizer,
+    host_copy,
+    infer_task,
+    is_aligned,
+    split_indices,
+    validate_x,
+    validate_y,
+)
 from ._labels import MAX_AUTO_CLASSES, encode_labels, encode_with, is_label_column
 from ._loop import RunSpec, RunState, history_names, init_run_state
 from ._optim import OptimizerSpec, make_optimizer
@@ -103,7 +110,8 @@ def _with_class_weight(class_weight, codes, classes, w, n: int) -> np.ndarray:
 def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepared:
     """Validated, split and scaled data; class labels encoded as 0..k−1 (``classes`` decodes them)."""
     dtype = np.dtype(config.dtype)
-    x = validate_x(x, "x", dtype=dtype)
+    aligned = jax.default_backend() == "cpu"  # then the device arrays are these host arrays
+    x = validate_x(x, "x", dtype=dtype, aligned=aligned)
     w = _validate_sample_weight(sample_weight, len(x), dtype)
     task, loss = _task_and_loss(config, y)
     multi_label = loss == "binary_cross_entropy"
@@ -122,7 +130,9 @@ def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepar
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("`validation_data` must be a pair (x_val, y_val)")
-        x_val = validate_x(validation_data[0], "validation_data[0]", n_features=x.shape[1], dtype=dtype)
+        x_val = validate_x(
+            validation_data[0], "validation_data[0]", n_features=x.shape[1], dtype=dtype, aligned=aligned
+        )
         y_val = validation_data[1]
         if labels:
             y_val = encode_with(classes, y_val, "validation_data[1]")
@@ -316,27 +326,17 @@ def place(data: Prepared, mesh=None) -> Tuple[tuple, Optional[tuple]]:
     return train_data, val_data
 
 
-_ALIGNMENT = 64  # bytes: JAX's CPU backend uses a NumPy buffer aligned like this without copying it
-
-
 def _cpu_ready(array):
-    """A large NumPy ``array`` as a 64-byte-aligned C-contiguous copy, made by all cores (else as it is).
+    """A large NumPy ``array`` as a 64-byte-aligned C-contiguous copy (else as it is).
 
     ``jax.device_put`` copies an unaligned host array on one thread (about 90 ms for 60k × 784
     float32 here); an aligned one becomes the device array as it is, so the threaded copy is the
-    only one. Arrays that are already aligned are used directly, as ``device_put`` would.
+    only one. Arrays that are already aligned (``validate_x(aligned=True)`` made them so) are used
+    directly.
     """
-    if not isinstance(array, np.ndarray) or array.nbytes < 1 << 22:
+    if not isinstance(array, np.ndarray) or array.nbytes < 1 << 22 or is_aligned(array):
         return array
-    if array.flags.c_contiguous and array.ctypes.data % _ALIGNMENT == 0:
-        return array
-    raw = np.empty(array.nbytes + _ALIGNMENT, np.uint8)
-    start = -raw.ctypes.data % _ALIGNMENT
-    out = raw[start : start + array.nbytes].view(array.dtype).reshape(array.shape)
-    rows = max(1, (1 << 20) // max(1, array[:1].nbytes))  # about 1 MB per block
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        list(pool.map(lambda i: np.copyto(out[i : i + rows], array[i : i + rows]), range(0, len(array), rows)))
-    return out
+    return host_copy(array)[0]
 
 
 def sampled_rows(n: int, most: int = 256) -> np.ndarray:

@@ -35,6 +35,33 @@ def test_the_aligned_copy_holds_the_same_values_and_leaves_the_input_alone():
     np.testing.assert_array_equal(_cpu_ready(strided), strided)
 
 
+@pytest.mark.parametrize("source", ["float64", "uint8", "unaligned float32", "strided float32"])
+def test_a_converted_or_aligned_large_matrix_equals_numpys_conversion(source):
+    rng = np.random.default_rng(2)
+    base = rng.random((18001, 130)) * 255  # every variant at least 4 MB as float32
+    x = {"float64": base, "uint8": base.astype(np.uint8), "unaligned float32": base.astype(np.float32)[1:],
+         "strided float32": base.astype(np.float32)[::2]}[source]  # fmt: skip
+    ready = validate_x(x, aligned=True)
+    assert ready.dtype == np.float32 and ready.flags.c_contiguous and ready.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(ready, x.astype(np.float32))
+    assert not np.shares_memory(ready, x)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e300], ids=["nan", "inf", "beyond float32"])
+def test_a_non_finite_value_is_found_while_a_large_float64_matrix_is_converted(bad):
+    x = np.random.default_rng(3).random((9001, 130))
+    x[8999, 129] = bad
+    with pytest.raises(ValueError, match="`x` must be finite, got 1 NaN/inf values"):
+        validate_x(x, aligned=True)
+    x[8999, 129] = 3e38  # finite in float32, though its row sum overflows
+    assert np.isfinite(validate_x(x, aligned=True)).all()
+
+
+def test_an_aligned_float32_matrix_is_used_as_it_is():
+    x = validate_x(np.random.default_rng(4).random((9001, 130)), aligned=True)  # an aligned float32 copy
+    assert validate_x(x, aligned=True) is x
+
+
 def test_training_on_unaligned_and_strided_data_equals_training_on_a_plain_copy(digits):
     x, y = (np.asarray(a) for a in digits)
     wide = np.repeat(x, 40, axis=1)[:, ::2]  # a strided float32 view, large enough for the threaded copy
