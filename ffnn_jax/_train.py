@@ -153,6 +153,7 @@ def train(
         'ffnn_jax[wandb]'``; with many processes, process 0 logs): the settings and data shapes as
         config, each epoch's history row, the final metrics in the summary; the run is finished
         when training ends, and marked failed when it raises. ``WANDB_MODE=offline`` keeps it on disk.
+        With ``checkpoint_dir`` the run's id is kept there, and ``resume`` continues that wandb run.
       wandb_entity: the wandb team or user of ``wandb_project`` (default: wandb's default entity).
       **settings: fields of :class:`TrainConfig`.
 
@@ -188,7 +189,8 @@ def train(
         return train_ensemble(x, y, ensemble, validation_data=validation_data, sample_weight=sample_weight, **settings)
     tracker = None  # the wandb run: finished on leaving the block below (marked failed when training raises)
     if wandb_project is not None and is_primary():
-        tracker = make_wandb_callback(config, x, y, validation_data, project=wandb_project, entity=wandb_entity)
+        tracker = make_wandb_callback(config, x, y, validation_data, project=wandb_project, entity=wandb_entity,
+                                      folder=checkpoint_dir, resume=resume)  # fmt: skip
         callbacks = [*callbacks, tracker]
     # float64 is enabled for this call only (the user's global jax_enable_x64 is left as it is).
     with tracker or contextlib.nullcontext(), x64_scope() if config.dtype == "float64" else contextlib.nullcontext():

@@ -7,13 +7,19 @@ raises). :func:`log_result` adds a finished result's test metrics, confusion mat
 curve to a run still open; :func:`log_sweep` logs a sweep's members as runs of one group, plus a
 summary run with the sweep's table. ``wandb`` is imported only when one of them is used;
 ``WANDB_MODE=offline`` keeps everything on disk (``wandb sync`` uploads it later).
+
+A run that checkpoints into a folder remembers its wandb run there (``wandb_run.json``), so that
+resuming the training continues the same wandb run instead of starting another.
 """
 
 import datetime
+import json
+import os
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ._checkpoint import atomic_write_bytes
 from ._config import TrainConfig
 from ._version import __version__
 
@@ -48,15 +54,38 @@ def check_wandb_names(project: Any, entity: Any, *, prefix: str = "") -> None:
         raise ValueError(f"`{prefix}wandb_entity` needs `{prefix}wandb_project` (the project to log to)")
 
 
-def _start(wandb, *, project: str, entity: Optional[str], config: dict, group=None, name=None, job_type=None):
+def _start(wandb, *, project: str, entity: Optional[str], config: dict, group=None, name=None, job_type=None,
+           run_id: Optional[str] = None):  # fmt: skip
     # "create_new" (wandb >= 0.19.10) keeps a run the caller has open; older versions only know True.
     version = tuple(int(part) for part in wandb.__version__.split(".")[:3] if part.isdigit())
     reinit = "create_new" if version >= (0, 19, 10) else True
+    resume = {} if run_id is None else {"id": run_id, "resume": "allow"}  # "allow": a run never synced starts anew
     run = wandb.init(project=project, entity=entity, config=config, group=group, name=name, job_type=job_type,
-                     reinit=reinit)  # fmt: skip
+                     reinit=reinit, **resume)  # fmt: skip
     run.define_metric("epoch")
     run.define_metric("*", step_metric="epoch")  # charts over epochs, not wandb's log calls
     return run
+
+
+RUN_FILE = "wandb_run.json"  # in a checkpointing run's folder: which wandb run a resume continues
+
+
+def _saved_run_id(folder: str, project: str, entity: Optional[str]) -> Optional[str]:
+    """The id of the wandb run that ``folder`` was logged to, if it went to this project and entity."""
+    try:
+        with open(os.path.join(folder, RUN_FILE), encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, ValueError):  # never logged, or a damaged file: a new run
+        return None
+    if not isinstance(saved, dict) or (saved.get("project"), saved.get("entity")) != (project, entity):
+        return None
+    return saved.get("id") if isinstance(saved.get("id"), str) else None
+
+
+def _remember_run(folder: str, run, project: str, entity: Optional[str]) -> None:
+    os.makedirs(folder, exist_ok=True)
+    record = {"id": run.id, "project": project, "entity": entity}
+    atomic_write_bytes(os.path.join(folder, RUN_FILE), json.dumps(record).encode(), overwrite=True)
 
 
 def _final_metrics(history: dict) -> dict:
@@ -116,6 +145,8 @@ def make_wandb_callback(
     group: Optional[str] = None,
     name: Optional[str] = None,
     extra_config: Optional[dict] = None,
+    folder: Optional[str] = None,
+    resume: bool = False,
 ) -> WandbCallback:
     """Starts a wandb run for training on ``x``, ``y`` with ``config`` and returns its callback.
 
@@ -125,6 +156,8 @@ def make_wandb_callback(
       x, y, validation_data: the data as given to ``train()`` (only their shapes are read).
       project, entity, group, name: passed to ``wandb.init``.
       extra_config: more config entries (e.g. the data set's name).
+      folder: the run's checkpoint folder: the wandb run's id is kept there, and with ``resume``
+        the run logged from that folder before (same project and entity) is continued.
 
     Returns:
       A :class:`WandbCallback`; use it as a context manager (or call ``close``) to finish the run.
@@ -138,7 +171,11 @@ def make_wandb_callback(
     if validation_data is not None:
         shapes.update(x_val=list(np.shape(validation_data[0])), y_val=list(np.shape(validation_data[1])))
     settings = {**config.to_dict(), "data": shapes, "ffnn_jax_version": __version__, **(extra_config or {})}
-    return WandbCallback(_start(wandb, project=project, entity=entity, config=settings, group=group, name=name))
+    run_id = _saved_run_id(folder, project, entity) if resume and folder is not None else None
+    run = _start(wandb, project=project, entity=entity, config=settings, group=group, name=name, run_id=run_id)
+    if folder is not None:
+        _remember_run(folder, run, project, entity)
+    return WandbCallback(run)
 
 
 def log_result(run, result, x_test=None, y_test=None, *, class_names: Optional[Sequence[str]] = None) -> dict:

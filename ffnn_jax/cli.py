@@ -525,7 +525,7 @@ def _run_train(args, tracked: list, plots: list) -> int:
 
         tracked.append(make_wandb_callback(TrainConfig(**settings), x, y, project=args.wandb_project,
                        entity=args.wandb_entity, name=os.path.basename(os.path.abspath(folder)),
-                       extra_config={"dataset": args.dataset}))  # fmt: skip
+                       extra_config={"dataset": args.dataset}, folder=folder, resume=args.resume))  # fmt: skip
     start = time.perf_counter()
     try:
         result = train(

@@ -71,7 +71,7 @@ def _read_run(folder: str) -> dict:
     for record in _records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
-            run.update(project=record.run.project, entity=record.run.entity, group=record.run.run_group,
+            run.update(id=record.run.run_id, project=record.run.project, entity=record.run.entity, group=record.run.run_group,
                        name=record.run.display_name, job_type=record.run.job_type)  # fmt: skip
             run["config"].update(_items(record.run.config.update))
         elif kind == "config":
@@ -111,6 +111,19 @@ def test_train_logs_its_settings_every_epoch_and_the_final_metrics(offline, digi
     assert summary["final_train_loss"] == pytest.approx(result.history["train_loss"][-1])
     assert summary["final_val_accuracy"] == pytest.approx(result.history["val_accuracy"][-1])
     assert summary["epochs_run"] == 3 and summary["best_epoch"] == result.best_epoch
+
+
+def test_resuming_a_checkpointed_run_continues_its_wandb_run(offline, digits, tmp_path):
+    x, y = digits
+    settings = dict(hidden_sizes=(8,), batch_size=256, checkpoint_dir=str(tmp_path / "ckpt"), wandb_project="proj")
+    ffnn_jax.train(x, y, epochs=2, **settings)
+    ffnn_jax.train(x, y, epochs=4, resume=True, **settings)
+    ffnn_jax.train(x, y, epochs=5, resume=True, **{**settings, "wandb_project": "other"})  # another project
+    by_epochs = {tuple(row["epoch"] for row in _epoch_rows(run)): run for run in _runs(offline)}
+    assert sorted(by_epochs) == [(1, 2), (3, 4), (5,)]  # each call logs the epochs it ran
+    first, resumed, elsewhere = by_epochs[(1, 2)], by_epochs[(3, 4)], by_epochs[(5,)]
+    assert resumed["id"] == first["id"] and elsewhere["id"] != first["id"]
+    assert resumed["project"] == "proj" and elsewhere["project"] == "other"
 
 
 def test_a_train_call_that_raises_finishes_its_run_marked_failed(offline, digits):
