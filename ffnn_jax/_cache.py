@@ -54,7 +54,7 @@ def enable_compilation_cache(path: Optional[str] = None) -> Optional[str]:
 # XLA:CPU options for programs that run once per call on small arrays (the weight draws, the
 # optimizer's first state): LLVM's optimisation passes and the fusion emitters are most of their
 # compile time and buy nothing measurable there. The weight draws of 784-128-10 compile in 0.09 s
-# instead of 0.18 s (BENCHMARKS.md, "The first call").
+# instead of 0.18 s (BENCHMARKS.md, "The first call and the set-up, again").
 _QUICK_CPU_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
