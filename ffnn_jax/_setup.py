@@ -110,8 +110,11 @@ def _with_class_weight(class_weight, codes, classes, w, n: int) -> np.ndarray:
 def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepared:
     """Validated, split and scaled data; class labels encoded as 0..k−1 (``classes`` decodes them)."""
     dtype = np.dtype(config.dtype)
-    aligned = jax.default_backend() == "cpu"  # then the device arrays are these host arrays
-    x = validate_x(x, "x", dtype=dtype, aligned=aligned)
+    # On a CPU the device arrays are these host arrays, unless scaling or a split below makes new
+    # ones (place() aligns those): then aligning here would be a copy too many.
+    aligned = jax.default_backend() == "cpu" and not config.standardize
+    split = validation_data is None and config.validation_fraction > 0
+    x = validate_x(x, "x", dtype=dtype, aligned=aligned and not split)
     w = _validate_sample_weight(sample_weight, len(x), dtype)
     task, loss = _task_and_loss(config, y)
     multi_label = loss == "binary_cross_entropy"

@@ -87,3 +87,17 @@ def test_the_plot_worker_writes_every_picture_and_draws_here_when_its_child_is_g
     lost.finish()
     assert (tmp_path / "c.png").stat().st_size > 1000
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("settings", [{}, {"validation_fraction": 0.1}], ids=["all rows", "split"])
+def test_unaligned_training_data_is_copied_once(monkeypatch, settings):
+    from ffnn_jax import _data, _setup
+
+    copies, real = [], _data.host_copy
+    monkeypatch.setattr(_data, "host_copy", lambda *a, **k: copies.append(1) or real(*a, **k))
+    monkeypatch.setattr(_setup, "host_copy", _data.host_copy)
+    rng = np.random.default_rng(5)
+    x = rng.random((20001, 130), dtype=np.float32)[1:]  # 10 MB, 520 bytes past an allocation
+    ffnn_jax.train(x, rng.integers(0, 3, 20000), hidden_sizes=(8,), epochs=1, **settings)
+    # the split's rows are a new array, copied only if NumPy happened to place it unaligned
+    assert (len(copies) <= 1) if settings else (len(copies) == 1)
