@@ -4,6 +4,7 @@ import dataclasses
 import gzip
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -182,3 +183,19 @@ def test_the_tiny_step_profile_names_the_ops_that_run_each_step():
     assert len(ops) > 10 and all(us > 0 for us, _, _ in ops)
     assert any(what.startswith(("dot f32[784,128]", "fusion f32[64,128]")) for _, _, what in ops[:5])  # W₁'s GEMMs
     assert len(dots) >= 4  # two GEMMs each way per layer pair, and who runs them
+
+
+def test_the_blas_gemm_step_matches_xlas_and_prints_its_table(capsys):
+    import re
+    import shutil
+
+    from benchmarks import bench_blas_gemm
+
+    if not (shutil.which("cc") or shutil.which("gcc")) or bench_blas_gemm._openblas()[0] is None:
+        pytest.skip("needs a C compiler and NumPy's bundled OpenBLAS")
+    assert bench_blas_gemm.main(["--steps", "3", "--rounds", "1"]) == 0
+    printed = capsys.readouterr().out
+    differences = [float(d) for d in re.findall(r"difference from XLA's after 3 steps (\S+)", printed)]
+    assert len(differences) == 3 and max(differences) < 1e-6
+    thread_counts = len({1, len(os.sched_getaffinity(0))})
+    assert printed.count("| OpenBLAS") == 2 * thread_counts and "| XLA dots |" in printed
