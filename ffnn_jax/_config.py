@@ -15,6 +15,7 @@ from ._stopping import RULES
 
 
 TASKS = ("auto", "classification", "regression")
+OUTPUT_BIASES = ("auto", "zeros")
 MONITORS = ("auto", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_r2")
 
 
@@ -28,6 +29,9 @@ class TrainConfig:
     task: str = "auto"  # "auto" infers from y: int labels -> classification, floats -> regression
     n_classes: Optional[int] = None  # None: max label + 1
     weight_init: str | Callable = "xavier"
+    # "auto": a regression's last bias starts at the targets' (weighted) mean (its log for poisson),
+    # the best constant prediction; classification's stays 0. "zeros": every bias starts at 0.
+    output_bias: str = "auto"
     optimizer: Any = "sgd"  # a name from OPTIMIZERS or an optax.GradientTransformation
     learning_rate: float = 0.01
     momentum: float = 0.9
@@ -76,6 +80,7 @@ class TrainConfig:
         check_positive_int("n_classes", self.n_classes, allow_none=True)
         if not callable(self.weight_init):
             object.__setattr__(self, "weight_init", check_choice("weight_init", self.weight_init, WEIGHT_INITS))
+        object.__setattr__(self, "output_bias", check_choice("output_bias", self.output_bias, OUTPUT_BIASES))
         if not isinstance(self.optimizer, optax.GradientTransformation):
             if not isinstance(self.optimizer, str):
                 raise TypeError(

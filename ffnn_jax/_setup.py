@@ -163,6 +163,26 @@ def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepar
     return Prepared(x, y, w, x_val, y_val, task, loss, n_out, standardizer, classes)
 
 
+def with_output_bias(params: Params, config: TrainConfig, data: Prepared) -> Params:
+    """Fresh ``params`` with the last bias ``config.output_bias`` asks for (see :class:`TrainConfig`)."""
+    if config.output_bias != "auto" or data.task != "regression":
+        return params
+    bias = jax.device_put(best_constant_output(data.y, data.sample_weight, data.loss, config.dtype))
+    return (*params[:-1], params[-1]._replace(b=bias))
+
+
+def best_constant_output(y: np.ndarray, sample_weight: Optional[np.ndarray], loss: str, dtype) -> np.ndarray:
+    """The last layer's bias [n_out] that predicts the best constant for regression targets ``y``
+    [n] or [n, n_out]: their (``sample_weight``-weighted) mean, or its log for ``loss="poisson"``
+    (whose prediction is exp(score); 0 where the mean is 0)."""
+    y = np.asarray(y, np.float64).reshape(len(y), -1)
+    weights = None if sample_weight is None else np.asarray(sample_weight, np.float64).reshape(-1)
+    mean = np.average(y, axis=0, weights=weights)
+    if loss == "poisson":
+        mean = np.where(mean > 0, np.log(np.where(mean > 0, mean, 1.0)), 0.0)
+    return mean.astype(dtype)
+
+
 def _monitor(config: TrainConfig, data: Prepared):
     """The history key that early stopping and plateaus watch (accuracy and R² are maximised)."""
     has_val = data.x_val is not None
@@ -269,6 +289,8 @@ def setup(
         params = initial_params
     elif not isinstance(config.weight_init, str) or config.seed >= 2**31:
         params = init_params(init_key, sizes, init=config.weight_init, dtype=jnp.dtype(config.dtype))
+    if initial_params is None:
+        params = with_output_bias(params, config, data)
     n = len(data.x)
     batch_size = n if config.batch_size is None else min(config.batch_size, n)
     steps_per_epoch = -(-n // batch_size)

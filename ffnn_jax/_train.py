@@ -280,8 +280,12 @@ def _checkpoint_to_resume(folder: str, about: dict) -> Optional[Checkpoint]:
     saved = newest_valid(folder)
     if saved is None:
         return None
+    # a setting added after the checkpoint was written counts as saved with its default
+    saved_settings = saved.meta["about"]["settings"]
+    defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+    defaults = {name: defaults[name] for name in about["settings"] if name not in saved_settings and name in defaults}
     for part in ("settings", "data"):
-        ours, theirs = about[part], saved.meta["about"][part]
+        ours, theirs = about[part], {**(defaults if part == "settings" else {}), **saved.meta["about"][part]}
         for name in sorted(set(ours) | set(theirs)):
             if ours.get(name) != theirs.get(name):
                 what = f"`{name}`" if part == "settings" else f"the training data ({name})"

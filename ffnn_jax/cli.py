@@ -35,7 +35,7 @@ from ._parallel import use_cpu_cores
 from ._params import WEIGHT_INITS, init_params, layer_sizes_of
 from ._run_checkpoint import CheckpointError
 from ._saved_model import load_model, model_metadata
-from ._setup import prepare
+from ._setup import prepare, with_output_bias
 from ._train import TrainingDivergedError, TrainingInterrupted, train
 
 
@@ -105,6 +105,12 @@ def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True) -
         "--weight_init",
         default="xavier",
         help=f"weight init: {', '.join(WEIGHT_INITS)} (case-insensitive; default xavier)",
+    )
+    net.add_argument(
+        "--output_bias",
+        default="auto",
+        help="the last layer's starting bias: auto (regression: the training targets' mean, the log of it "
+        "for poisson; classification: 0) or zeros (default auto)",
     )
     net.add_argument(
         "-l",
@@ -410,6 +416,7 @@ def _settings(args) -> dict:
         activation=args.activation,
         loss=args.loss,
         weight_init=args.weight_init,
+        output_bias=args.output_bias,
         optimizer=args.optimizer,
         learning_rate=args.learning_rate,
         momentum=args.momentum,
@@ -817,6 +824,7 @@ def run_gradcheck(args) -> int:
         sizes = (data.x.shape[1], *config.hidden_sizes, data.n_out)
         init_key = jax.random.split(jax.random.key(config.seed))[0]  # the key train() initialises with
         params = init_params(init_key, sizes, init=config.weight_init, dtype=jnp.dtype(config.dtype))
+        params = with_output_bias(params, config, data)
     rows = slice(0, args.check_samples)
     report = check_gradients(
         params,

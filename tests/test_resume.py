@@ -282,3 +282,20 @@ def test_load_model_of_a_standardized_params_file_applies_the_scaling_without_a_
     np.testing.assert_array_equal(model.predict(x * 20 + 3), result.predict(x * 20 + 3))
     with pytest.warns(UserWarning, match="standardized inputs"):
         ffnn_jax.load_params(str(tmp_path / "params.npz"))
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_when_the_setting_is_its_default(tmp_path):
+    x, y = _data()
+    settings = dict(hidden_sizes=(8,), optimizer="adam", epochs=2, batch_size=32)
+    ffnn_jax.train(x, y, checkpoint_dir=str(tmp_path), **settings)
+    path = checkpoint_files(str(tmp_path))[-1][1]
+    saved = decode(path)
+    del saved.meta["about"]["settings"]["output_bias"]  # as written by an ffnn_jax without it
+    names = [name for name, _, _ in saved.meta["leaves"]]
+    with open(path, "wb") as file:
+        file.write(_run_checkpoint.encode(names, saved.arrays, epoch=saved.epoch, history=saved.meta["history"],
+                                          about=saved.meta["about"]))  # fmt: skip
+    result = ffnn_jax.train(x, y, checkpoint_dir=str(tmp_path), resume=True, **{**settings, "epochs": 3})
+    assert result.history["epoch"] == [1, 2, 3]
+    with pytest.raises(ValueError, match="`output_bias` = 'auto'.*has 'zeros'"):
+        ffnn_jax.train(x, y, checkpoint_dir=str(tmp_path), resume=True, output_bias="zeros", **settings)

@@ -505,3 +505,36 @@ def test_a_non_finite_step_under_the_conditional_is_not_applied():
         ffnn_jax.train(x, y, **settings)
     assert caught.value.step >= 1
     assert_all_finite(caught.value.params)
+
+
+def _first_last_bias(x, y, **settings):
+    """The last layer's bias after one SGD step too small to move it: where training started."""
+    settings = dict(hidden_sizes=(8,), optimizer="sgd", learning_rate=1e-12, epochs=1, batch_size=None, **settings)
+    return np.asarray(ffnn_jax.train(x, y, **settings).params[-1].b, np.float64)
+
+
+def test_a_regression_starts_from_the_best_constant_prediction():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    y = np.stack([150 + 70 * rng.normal(size=200), -3 + rng.normal(size=200)], 1).astype(np.float32)
+    w = rng.uniform(0.1, 2.0, size=200)
+    np.testing.assert_allclose(_first_last_bias(x, y[:, 0]), [y[:, 0].mean()], rtol=1e-6)
+    np.testing.assert_allclose(_first_last_bias(x, y), y.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(_first_last_bias(x, y, sample_weight=w), np.average(y, axis=0, weights=w), rtol=1e-6)
+    counts = rng.poisson(4.0, size=200).astype(np.float32)
+    np.testing.assert_allclose(_first_last_bias(x, counts, loss="poisson"), [np.log(counts.mean())], rtol=1e-6)
+    held_out = dict(validation_data=(x[150:], y[150:]))  # the mean of the rows trained on only
+    np.testing.assert_allclose(_first_last_bias(x[:150], y[:150], **held_out), y[:150].mean(0), rtol=1e-6)
+    unmoved = dict(rtol=0, atol=1e-8)
+    np.testing.assert_allclose(_first_last_bias(x, y, output_bias="zeros"), [0.0, 0.0], **unmoved)
+    np.testing.assert_allclose(_first_last_bias(x, (y[:, 0] > 150).astype(np.int32)), [0.0, 0.0], **unmoved)  # classes
+    start = ffnn_jax.init_params(jax.random.key(1), [3, 8, 2])
+    np.testing.assert_allclose(_first_last_bias(x, y, initial_params=start), [0.0, 0.0], **unmoved)
+
+
+def test_the_built_in_regression_fits_from_its_default_start():
+    data = ffnn_jax.load_diabetes()
+    train_part, test_part = train_test_split(data.x, data.y, test_fraction=0.2, seed=0)
+    settings = dict(hidden_sizes=(256,), optimizer="adam", learning_rate=1e-3, weight_decay=1e-4, standardize=True)
+    result = ffnn_jax.train(train_part.x, train_part.y, epochs=60, seed=0, **settings)
+    assert result.evaluate(test_part.x, test_part.y)["r2"] > 0.4  # 0.1-0.3 when the output bias started at 0
