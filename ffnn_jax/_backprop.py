@@ -24,6 +24,7 @@ import numpy as np
 
 from ._losses import _as_one_hot, canonical_loss
 from ._model import ACTIVATIONS, resolve_activation
+from ._params import check_params
 from ._types import Activation, Array, Batch, Params
 
 
@@ -166,6 +167,7 @@ def backprop(
       >>> [g.W.shape for g in backprop(params, (x, y), activation="tanh")]
       [(2, 3), (3, 2)]
     """
+    check_params(params)
     g, g_prime = activation_and_derivative(activation)
     x, y = batch
     # Forward, keeping a_i and h_i; hs[i] is the input of layer i (hs[0] = x).

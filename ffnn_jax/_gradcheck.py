@@ -21,7 +21,7 @@ from . import _losses
 from ._backprop import activation_and_derivative, backprop
 from ._errors import check_non_negative_int, check_positive_int, check_real
 from ._model import resolve_activation
-from ._params import count_params, ravel
+from ._params import check_params, count_params, ravel
 from ._types import Activation, Array, Batch, Params
 
 
@@ -327,6 +327,7 @@ def check_gradients(
       >>> check_gradients(params, (x, y), activation="tanh").passed
       True
     """
+    check_params(params)
     _losses.canonical_loss(loss)
     _check_batch(batch)
     if gradient_fn is None:

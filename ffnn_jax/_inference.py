@@ -14,7 +14,7 @@ from ._gradcheck import x64_scope
 from ._labels import encode_with
 from ._losses import canonical_loss
 from ._model import forward
-from ._params import layer_sizes_of
+from ._params import check_params, layer_sizes_of
 from ._step import ModelSpec, evaluate_arrays
 from ._types import Activation, Array, Params
 
@@ -77,6 +77,7 @@ def evaluate(
     Returns:
       ``{"loss": float, "accuracy": float}`` or ``{"loss": float, "r2": float}``.
     """
+    check_params(params)
     dtype = params[0].W.dtype
     x = validate_x(x, "x", n_features=layer_sizes_of(params)[0], dtype=dtype)
     loss = None if loss is None else canonical_loss(loss)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from ._errors import check_choice
 from ._model import forward
+from ._params import check_params
 from ._types import Activation, Array, Batch, Params
 
 
@@ -192,6 +193,7 @@ def loss(
       >>> jax.tree.structure(jax.grad(loss)(params, (x, y))) == jax.tree.structure(params)
       True
     """
+    check_params(params)
     value, _ = objective_and_scores(
         params,
         batch,

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from ._errors import check_choice
+from ._params import check_params
 from ._sparse import SparseRows, first_layer
 from ._types import Activation, Array, Params
 
@@ -52,6 +53,7 @@ def forward(
     Returns:
       Scores ``[batch, n_out]``; the last layer is linear (no softmax).
     """
+    check_params(params)
     g = resolve_activation(activation)
     h = x
     keys = jax.random.split(key, max(1, len(params) - 1)) if key is not None and any(dropout) else None

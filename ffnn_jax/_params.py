@@ -133,13 +133,39 @@ def first_draws(seed: Array, *, sizes: Tuple[int, ...], scheme: str, dtype) -> T
     return _draw_weights(init_key, sizes=sizes, scheme=scheme, dtype=dtype), order_key
 
 
+def check_params(params, name: str = "params") -> None:
+    """Raises a ``TypeError`` naming ``name`` unless ``params`` is a non-empty sequence of layers
+    with ``W`` and ``b`` (what :func:`init_params` returns); a trained model gets a pointer to its
+    ``.params``. Structure only: it runs at trace time inside jitted code too."""
+    if (
+        isinstance(params, (tuple, list))
+        and params
+        and all(hasattr(layer, "W") and hasattr(layer, "b") for layer in params)
+    ):
+        return
+    hint = ""
+    if hasattr(params, "params") and hasattr(params, "predict"):
+        hint = (
+            f" This is a {type(params).__name__}: pass its `.params`, or use its own methods "
+            "(`.predict(x)`, `.evaluate(x, y)`: labels as given in training)."
+        )
+    elif isinstance(params, (tuple, list)) and params and all(isinstance(layer, dict) for layer in params):
+        hint = " Wrap each layer's dict as ffnn_jax.LayerParams(W=..., b=...)."
+    raise TypeError(
+        f"`{name}` must be the network's layers: a tuple of LayerParams(W [n_in, n_out], b [n_out]) as "
+        f"init_params returns, got {type(params).__name__}.{hint}"
+    )
+
+
 def layer_sizes_of(params: Params) -> Tuple[int, ...]:
     """Returns ``(n_input, n_hidden_1, ..., n_output)`` read off the weight shapes."""
+    check_params(params)
     return (params[0].W.shape[0],) + tuple(layer.W.shape[1] for layer in params)
 
 
 def count_params(params: Params) -> int:
     """Returns the number of scalars in θ: Σ_i (n_in_i · n_out_i + n_out_i)."""
+    check_params(params)
     return sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(params))
 
 
@@ -149,4 +175,5 @@ def ravel(params: Params) -> Tuple[Array, Callable[[Array], Params]]:
     The order is the lecture's: all of W_1 (row-major), b_1, W_2, b_2, ..., W_L, b_L. Applied to
     a gradient pytree it gives the flat ∇θ.
     """
+    check_params(params)
     return ravel_pytree(params)

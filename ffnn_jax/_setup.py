@@ -28,7 +28,7 @@ from ._labels import MAX_AUTO_CLASSES, encode_labels, encode_with, is_label_colu
 from ._loop import RunSpec, RunState, history_names, init_run_state
 from ._optim import OptimizerSpec, make_optimizer
 from ._parallel import make_mesh, replicate, shard_rows
-from ._params import first_draws, init_params, layer_sizes_of, with_zero_biases
+from ._params import check_params, first_draws, init_params, layer_sizes_of, with_zero_biases
 from ._sparse import SparseRows
 from ._step import ModelSpec, TrainState, init_train_state
 from ._stopping import StopNumbers, StopRule, stop_numbers, watched_value
@@ -272,7 +272,12 @@ def setup(
     monitor = _monitor(config, data)
     sizes = (data.x.shape[1], *config.hidden_sizes, data.n_out)
     if initial_state is not None:
+        if not isinstance(initial_state, TrainState):
+            hint = " (a trained result's is its `.state`)" if hasattr(initial_state, "state") else ""
+            raise TypeError(f"`initial_state` must be a TrainState{hint}, got {type(initial_state).__name__}")
         initial_params = initial_state.params
+    elif initial_params is not None:
+        check_params(initial_params, "initial_params")
     if initial_params is None and isinstance(config.weight_init, str) and config.seed < 2**31:
         # one program for the keys and the weights: the numbers of the split and init_params below
         weights, order_key = first_draws(np.int32(config.seed), sizes=sizes, scheme=config.weight_init,

@@ -346,3 +346,32 @@ def test_train_test_split_never_returns_an_empty_side(fraction):
 def test_a_test_fraction_that_leaves_a_side_empty_is_named_with_the_row_count(n, fraction, message):
     with pytest.raises(ValueError, match=message):
         train_test_split(X[:n], X[:n, 0], fraction, seed=0)
+
+
+def test_a_trained_result_where_params_belong_is_a_clear_error_pointing_to_its_params():
+    x = np.random.default_rng(0).random((40, 4), dtype=np.float32)
+    y = np.arange(40) % 3
+    result = ffnn_jax.train(x, y, hidden_sizes=(5,), epochs=1)
+    calls = {
+        "predict": lambda p: ffnn_jax.predict(p, x),
+        "predict_proba": lambda p: ffnn_jax.predict_proba(p, x),
+        "evaluate": lambda p: ffnn_jax.evaluate(p, x, y),
+        "forward": lambda p: ffnn_jax.forward(p, x),
+        "loss": lambda p: ffnn_jax.loss(p, (x, y)),
+        "backprop": lambda p: ffnn_jax.backprop(p, (x, y)),
+        "check_gradients": lambda p: ffnn_jax.check_gradients(p, (x, y)),
+        "count_params": ffnn_jax.count_params,
+        "ravel": ffnn_jax.ravel,
+    }
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match=r"`params` must be .*TrainResult: pass its `\.params`"):
+            call(result)
+        call(result.params)  # and the params themselves work
+    with pytest.raises(TypeError, match=r"`initial_params` must be .*TrainResult"):
+        ffnn_jax.train(x, y, hidden_sizes=(5,), epochs=1, initial_params=result)
+    with pytest.raises(
+        TypeError, match=r"`initial_state` must be a TrainState \(a trained result's is its `\.state`\)"
+    ):
+        ffnn_jax.train(x, y, hidden_sizes=(5,), epochs=1, initial_state=result)
+    with pytest.raises(TypeError, match=r"Wrap each layer's dict as ffnn_jax\.LayerParams"):
+        ffnn_jax.predict([{"W": np.ones((4, 3)), "b": np.zeros(3)}], x)
