@@ -429,16 +429,18 @@ def _target_index(target, header, n_columns: int, *, name: str, path: str) -> in
     return int(target) % n_columns
 
 
-def _bad_cell_error(path: str, records, header) -> ValueError:
-    """The error for the first cell of ``records`` that is not a finite number."""
+def _bad_cell_error(path: str, records, header, skip_column: Optional[int] = None) -> ValueError:
+    """The error for the first cell of ``records`` (other than in ``skip_column``) that is not a
+    finite number."""
     for line, cells in records:
+        numbers = cells if skip_column is None else cells[:skip_column] + cells[skip_column + 1 :]
         try:
-            if np.all(np.isfinite(np.array(cells, dtype=np.float64))):
+            if np.all(np.isfinite(np.array(numbers, dtype=np.float64))):
                 continue
         except ValueError:
             pass
         for j, cell in enumerate(cells):
-            if _is_number(cell) and np.isfinite(float(cell)):
+            if j == skip_column or (_is_number(cell) and np.isfinite(float(cell))):
                 continue
             where = f"line {line}, column index {j}" + ("" if header is None else f" ({header[j]!r})")
             message = (
@@ -459,9 +461,10 @@ def load_csv(path: str, target_column: int | str = -1) -> Dataset:
 
     The first row is a header when its names outnumber its numbers: a name is a cell that is not a
     number, not empty and not a missing-value mark such as NA (so ``label,pixel0,...`` is a header,
-    ``1,,3`` is data). Every cell after the header must be a finite number; the first one that is
-    not (empty, NA, text, nan, inf) is reported with its line and column. A target of whole numbers
-    (within int32) is returned as int32 labels, which mean classification, otherwise as float32.
+    ``1,,3`` is data). Every feature cell after the header must be a finite number; the first one
+    that is not (empty, NA, text, nan, inf) is reported with its line and column. A target of whole
+    numbers (within int32) is returned as int32 labels, which mean classification; a target of text
+    (``setosa``, ``yes``) as str class names; otherwise float32.
     The file is UTF-8 text, with or without a byte-order mark. :func:`resolve_target` reports the
     column chosen.
 
@@ -488,12 +491,47 @@ def load_csv(path: str, target_column: int | str = -1) -> Dataset:
         table = np.array([cells for _, cells in records], dtype=np.float64)
     except ValueError:
         table = None
-    if table is None or not np.all(np.isfinite(table)):
+    if table is not None and np.all(np.isfinite(table)):
+        y = table[:, column]
+        x = np.delete(table, column, axis=1)
+        labels = np.all(y == np.round(y)) and np.all(np.abs(y) < 2**31)
+        return Dataset(x.astype(np.float32), y.astype(np.int32) if labels else y.astype(np.float32))
+    names = _text_labels(path, records, header, column)
+    if names is None:
         raise _bad_cell_error(path, records, header)
-    y = table[:, column]
-    x = np.delete(table, column, axis=1)
-    labels = np.all(y == np.round(y)) and np.all(np.abs(y) < 2**31)
-    return Dataset(x.astype(np.float32), y.astype(np.int32) if labels else y.astype(np.float32))
+    try:
+        x = np.array([cells[:column] + cells[column + 1 :] for _, cells in records], dtype=np.float64)
+    except ValueError:
+        x = None
+    if x is None or not np.all(np.isfinite(x)):
+        raise _bad_cell_error(path, records, header, skip_column=column)
+    return Dataset(x.reshape(len(records), n_columns - 1).astype(np.float32), names)
+
+
+def _text_labels(path: str, records, header, column: int) -> Optional[np.ndarray]:
+    """The target column as class names [n] (str, stripped) when it holds text, such as iris'
+    ``setosa``; None when no target cell is text (numbers, missing cells: the numeric path reports
+    those). A missing target cell among names, or a column that
+    mixes numbers with text (a typo in a numeric target, most likely), is a ValueError naming it."""
+    cells = [row[column].strip() for _, row in records]
+    missing = [j for j, cell in enumerate(cells) if cell.lower() in _MISSING_CELLS]
+    text = [j for j, cell in enumerate(cells) if not _is_number(cell) and cell.lower() not in _MISSING_CELLS]
+    if not text:
+        return None
+    where = f"column index {column}" + ("" if header is None else f" ({header[column]!r})")
+    if missing:
+        raise ValueError(
+            f"CSV file {path!r}, line {records[missing[0]][0]}, {where}: the target {cells[missing[0]]!r} is "
+            "missing; fill it in or drop the row"
+        )
+    if len(text) < len(cells):
+        number = next(j for j, cell in enumerate(cells) if _is_number(cell))
+        raise ValueError(
+            f"CSV file {path!r}, {where}: the target mixes text (line {records[text[0]][0]}: {cells[text[0]]!r}) "
+            f"with numbers (line {records[number][0]}: {cells[number]!r}); class names must be all text or all "
+            "numbers"
+        )
+    return np.array(cells)
 
 
 def resolve_target(

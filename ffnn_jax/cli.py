@@ -666,7 +666,10 @@ def run_predict(args) -> int:
         columns["probability"] = model.predict_proba(x)
     header, table = ["row"], [np.arange(len(x))[:, None]]
     for name, values in columns.items():
-        header += [name] if values.shape[1] == 1 else [f"{name}_{j}" for j in range(values.shape[1])]
+        k = values.shape[1]
+        # probability_setosa rather than probability_0 where the classes have names (predict_proba's order)
+        suffixes = model.classes.tolist() if name == "probability" and model.classes is not None else range(k)
+        header += [name] if k == 1 else [f"{name}_{suffix}" for suffix in suffixes]
         table.append(values)
     import io
 

@@ -220,6 +220,27 @@ def test_the_target_flag_picks_the_label_first_column_of_an_mnist_style_csv(tmp_
     assert json.loads((out / "command.json").read_text())["target"] == (target if target == "label" else int(target))
 
 
+def test_a_csv_with_text_labels_trains_and_predicts_with_class_named_columns(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    names = np.array(["setosa", "versicolor", "virginica"])[np.arange(60) % 3]
+    features = rng.normal(size=(60, 2)) + 3 * (np.arange(60) % 3)[:, None]
+    csv_path = tmp_path / "iris.csv"
+    csv_path.write_text("sl,pl,species\n" + "".join(f"{a:.4f},{b:.4f},{n}\n" for (a, b), n in zip(features, names)))
+    out = tmp_path / "run"
+    argv = ["train", "-d", str(csv_path), "-e", "40", "-sz", "8", "-lr", "0.05", "--no_progress", "--no_plot"]
+    assert cli.main([*argv, "--class_weight", "setosa:2", "--out", str(out)]) == 0
+    assert "(target column 2 'species')" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(summary["test_per_class_accuracy"]) == ["setosa", "versicolor", "virginica"]
+    predictions = tmp_path / "p.csv"
+    assert cli.main(["predict", "--model", str(out), "-d", str(csv_path), "--out", str(predictions)]) == 0
+    lines = predictions.read_text().splitlines()
+    assert lines[0] == "row,prediction,probability_setosa,probability_versicolor,probability_virginica"
+    predicted = np.array([line.split(",")[1] for line in lines[1:]])
+    accuracy = np.mean(predicted == names)
+    assert accuracy > 0.9 and f"accuracy {accuracy:.4f}" in capsys.readouterr().out
+
+
 def test_a_classification_run_writes_its_confusion_matrix_and_per_class_accuracy(tmp_path):
     out = tmp_path / "run"
     assert cli.main(["train", "-e", "2", "-sz", "16", "--no_progress", "--out", str(out)]) == 0

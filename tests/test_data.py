@@ -11,6 +11,7 @@ import ffnn_jax
 from ffnn_jax._data import (
     TargetColumn,
     fit_standardizer,
+    infer_task,
     load_csv,
     load_idx,
     load_mnist,
@@ -263,6 +264,36 @@ MISSING = [
     "text, message", MISSING, ids=["empty", "NA", "all-NA", "NA-alone", "nan", "inf", "numeric-header"]
 )
 def test_a_missing_or_non_finite_cell_is_data_and_an_error_naming_its_line_and_column(tmp_path, text, message):
+    with pytest.raises(ValueError, match=message):
+        load_csv(_csv(tmp_path, text))
+
+
+TEXT_TARGETS = [
+    ("sl,pl,species\n5.1,1.4,setosa\n7.0,4.7, versicolor\n6.3,6.0,setosa\n", "species"),
+    ("5.1,1.4,setosa\n7.0,4.7,versicolor\n6.3,6.0,setosa\n", -1),  # no header: 2 numbers outnumber 1 name
+    ("species,sl,pl\nsetosa,5.1,1.4\nversicolor,7.0,4.7\nsetosa,6.3,6.0\n", 0),
+]
+
+
+@pytest.mark.parametrize("text, target", TEXT_TARGETS, ids=["header", "no-header", "first-column"])
+def test_a_text_target_column_is_read_as_class_names(tmp_path, text, target):
+    x, y = load_csv(_csv(tmp_path, text), target_column=target)
+    assert y.dtype.kind == "U" and y.tolist() == ["setosa", "versicolor", "setosa"]
+    np.testing.assert_array_equal(x, np.array([[5.1, 1.4], [7.0, 4.7], [6.3, 6.0]], np.float32))
+    assert infer_task(y) == "classification"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a,y\n1,yes\n2,\n", r"line 3, column index 1 \('y'\): the target '' is missing"),
+        ("a,y\n1,yes\n2,NA\n", r"line 3, .*the target 'NA' is missing"),
+        ("a,y\n1,3.5\n2,4.1\n3,4..2\n", r"mixes text \(line 4: '4..2'\) with numbers \(line 2: '3.5'\)"),
+        ("a,y\n1,yes\nx,no\n", r"line 3, column index 0 \('a'\): 'x' is not a finite number"),
+    ],
+    ids=["empty-target", "NA-target", "typo-in-numeric-target", "text-feature"],
+)
+def test_a_text_target_with_a_gap_a_number_or_a_text_feature_is_an_error_naming_the_cell(tmp_path, text, message):
     with pytest.raises(ValueError, match=message):
         load_csv(_csv(tmp_path, text))
 
