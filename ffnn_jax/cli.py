@@ -630,7 +630,8 @@ def _run_train(args, tracked: list, plots: list) -> int:
         )
         + f" in {seconds:.2f} s (first epoch, with compilation: {summary['first_epoch_seconds']:.2f} s)\n"
         f"test loss {test['loss']:.4f}, test {metric} {test[metric]:.4f}\n"
-        f"files in {folder}/: " + ", ".join(["params.npz", f"metrics.{args.metrics_format}", "summary.json", *pictures])
+        f"files in {folder}/: "
+        + ", ".join(["params.npz", f"metrics.{args.metrics_format}", "summary.json", *pictures])
         + f"; checkpoints in {checkpoint_dir}/"
     )
     return 0
@@ -658,6 +659,11 @@ def _features(path: str, n_features: int, target=None):
 
 def run_predict(args) -> int:
     """Runs ``ffnn-jax predict``: a saved run's predictions (and probabilities) for a data set, as CSV."""
+    if not os.path.exists(args.model):
+        raise FileNotFoundError(
+            f"`--model` {args.model!r} does not exist; give train's --out folder, a checkpoint "
+            "folder or a checkpoint file"
+        )
     model = load_model(args.model)
     x, y = _features(args.dataset, model.layer_sizes[0], args.target)
     predictions = model.predict(x)

@@ -101,4 +101,4 @@ def test_predict_reopens_a_standardized_run_and_writes_a_csv(tmp_path, capsys):
 def test_predict_with_a_missing_model_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as caught:
         cli.main(["predict", "--model", str(tmp_path / "nothing"), "-d", "digits"])
-    assert caught.value.code == 2 and "does not exist" in capsys.readouterr().err
+    assert caught.value.code == 2 and "`--model`" in capsys.readouterr().err.split("does not exist")[0]
