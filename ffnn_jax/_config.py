@@ -150,6 +150,12 @@ class TrainConfig:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
 
+    @property
+    def loss_l2(self) -> float:
+        """λ of the (λ/2)Σ‖W‖² term in the loss: ``weight_decay``, or 0 for adamw, whose decay is
+        decoupled from the gradient."""
+        return 0.0 if self.optimizer == "adamw" else self.weight_decay
+
     def to_dict(self) -> dict:
         """JSON-friendly view (callables and transformations by name)."""
         out = dataclasses.asdict(self)

@@ -153,6 +153,14 @@ class TrainedModel:
                 predict_proba(self.params, self._inputs(x), activation=self.model.activation, multi_label=multi_label)
             )
 
+    def save(self, path: str, *, overwrite: bool = False) -> None:
+        """Writes the model to one ``.npz`` that :func:`ffnn_jax.load_model` reopens to predict
+        exactly as this one (params, scaling, classes, activation, loss); see
+        :func:`ffnn_jax._saved_model.save_model`. An existing file is kept unless ``overwrite``."""
+        from ._saved_model import save_model  # it imports this module
+
+        save_model(path, self, overwrite=overwrite)
+
     def evaluate(self, x, y) -> dict:
         """``{"loss", "accuracy"}`` (classification) or ``{"loss", "r2"}`` on raw inputs and labels as given."""
         if self._single_label():

@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._checkpoint import read_params
+from ._checkpoint import read_params, save_params
 from ._data import Standardizer
 from ._inference import TrainedModel
 from ._labels import classes_from_json, classes_to_json
@@ -22,20 +22,57 @@ from ._types import LayerParams
 
 
 def model_metadata(
-    config_dict: dict, task: str, loss: str, standardizer: Optional[Standardizer], classes: Optional[np.ndarray]
+    spec: ModelSpec, task: str, l2: float, standardizer: Optional[Standardizer], classes: Optional[np.ndarray]
 ) -> dict:
-    """JSON description of a trained network (what :func:`load_model` needs besides the params)."""
+    """JSON description of a trained network (what :func:`load_model` needs besides the params).
+    A custom (callable) activation is recorded as ``{"custom": its name}``, which load_model refuses
+    rather than guess a built-in of the same name."""
+    activation = spec.activation
     return {
         "classes": classes_to_json(classes),
-        "activation": config_dict["activation"],
-        "loss": loss,
+        # the name as load_model looks it up (names are given case-insensitively)
+        "activation": activation.lower() if isinstance(activation, str) else {"custom": _name_of(activation)},
+        "loss": spec.loss,
         "task": task,
-        "compute_dtype": config_dict["compute_dtype"],
-        "l2": 0.0 if config_dict["optimizer"] == "adamw" else float(config_dict["weight_decay"]),
+        "compute_dtype": spec.compute_dtype,
+        "l2": float(l2),
         "standardizer": None
         if standardizer is None
         else {"mean": np.asarray(standardizer.mean).tolist(), "scale": np.asarray(standardizer.scale).tolist()},
     }
+
+
+def _name_of(function) -> str:
+    return getattr(function, "__name__", type(function).__name__)
+
+
+def save_model(path: str, model: TrainedModel, *, overwrite: bool = False) -> None:
+    """Writes ``model`` (a :class:`TrainedModel` or :class:`ffnn_jax.TrainResult`) as one ``.npz``
+    that :func:`load_model` reopens: the params with what predicting needs (activation, loss,
+    task, standardizer, classes) and, for a train() result, its settings. The file is written
+    atomically; an existing one is kept unless ``overwrite``.
+
+    Raises:
+      TypeError: ``model`` is not a TrainedModel.
+      ValueError: the model has a custom (callable) activation, which a file cannot name.
+      FileExistsError: ``path`` exists and ``overwrite`` is False.
+    """
+    if not isinstance(model, TrainedModel):
+        raise TypeError(
+            f"`model` must be a TrainedModel or TrainResult (what train() returns), got {type(model).__name__}"
+        )
+    activation = model.model.activation
+    if callable(activation):
+        raise ValueError(
+            f"this model's activation {_name_of(activation)!r} is a custom function, which load_model could not "
+            "rebuild; "
+            "save its weights with ffnn_jax.save_params(path, model.params)"
+        )
+    config = getattr(model, "config", None)
+    metadata = {"model": model_metadata(model.model, model.task, model.l2, model.standardizer, model.classes)}
+    if config is not None:
+        metadata["config"] = config.to_dict()
+    save_params(path, model.params, metadata=metadata, overwrite=overwrite)
 
 
 def _from_metadata(params, meta: dict, where: str) -> TrainedModel:
@@ -46,7 +83,9 @@ def _from_metadata(params, meta: dict, where: str) -> TrainedModel:
             "the training data's scaling yourself"
         )
     activation = meta["activation"]
-    if activation not in ACTIVATIONS:
+    if isinstance(activation, str):
+        activation = activation.lower()  # files written before names were lower-cased hold e.g. 'ReLU'
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
         raise ValueError(f"{where!r} was trained with a custom activation {activation!r}; it cannot be reopened")
     scaler = meta.get("standardizer")
     dtype = np.asarray(params[0].W).dtype

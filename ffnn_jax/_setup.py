@@ -300,8 +300,7 @@ def setup(
     batch_size = n if config.batch_size is None else min(config.batch_size, n)
     steps_per_epoch = -(-n // batch_size)
     tx, optimizer_spec = _optimizer_and_spec(config, steps_per_epoch)
-    l2 = 0.0 if config.optimizer == "adamw" else config.weight_decay
-    state = init_train_state(params, tx, order_key, weight_decay=l2)
+    state = init_train_state(params, tx, order_key, weight_decay=config.loss_l2)
     # run_epochs donates its run, so what may share buffers with the caller's arrays is copied:
     # everything of a continued state or of a user's optimizer (its init may hold the params), else
     # only given params (a built-in optimizer's state comes fresh from its compiled init).

@@ -33,7 +33,7 @@ from ._parallel import gather_to_host, replicate
 from ._run_checkpoint import Checkpoint, CheckpointError, CheckpointStore, newest_valid, restore_into
 from ._saved_model import model_metadata
 from ._setup import Prepared, Setup, describe_data, prepare, resumed, setup
-from ._step import TrainState
+from ._step import ModelSpec, TrainState
 from ._types import Params
 from ._version import __version__
 
@@ -231,7 +231,7 @@ def make_result(config: TrainConfig, data: Prepared, spec, run: RunState, histor
         model=spec.model,
         task=data.task,
         standardizer=data.standardizer,
-        l2=0.0 if config.optimizer == "adamw" else config.weight_decay,
+        l2=config.loss_l2,
         classes=data.classes,
         history=history,
         config=config,
@@ -269,7 +269,13 @@ def _about(config: TrainConfig, data: Prepared) -> dict:
     about = {
         "settings": {name: value for name, value in settings.items() if name != "epochs"},
         "data": describe_data(data),
-        "model": model_metadata(settings, data.task, data.loss, data.standardizer, data.classes),
+        "model": model_metadata(
+            ModelSpec(config.activation, data.loss, data.task == "classification", config.compute_dtype),
+            data.task,
+            config.loss_l2,
+            data.standardizer,
+            data.classes,
+        ),
         "versions": {"ffnn_jax": __version__, "jax": jax.__version__},
     }
     return json.loads(json.dumps(about))

@@ -34,7 +34,7 @@ from ._optim import OPTIMIZERS, SCHEDULES
 from ._parallel import use_cpu_cores
 from ._params import WEIGHT_INITS, init_params, layer_sizes_of
 from ._run_checkpoint import CheckpointError
-from ._saved_model import load_model, model_metadata
+from ._saved_model import load_model
 from ._setup import prepare, with_output_bias
 from ._train import TrainingDivergedError, TrainingInterrupted, train
 
@@ -599,10 +599,7 @@ def _run_train(args, tracked: list, plots: list) -> int:
         **{f"test_{k}": v for k, v in test.items()},
         "config": result.config.to_dict(),
     }
-    config = result.config.to_dict()
-    model = model_metadata(config, result.task, result.model.loss, result.standardizer, result.classes)
-    metadata = {"config": config, "model": model}
-    save_params(os.path.join(folder, "params.npz"), result.params, metadata=metadata, overwrite=True)
+    result.save(os.path.join(folder, "params.npz"), overwrite=True)
     _write_metrics(folder, result.history, args.metrics_format)
     if confusion is not None:
         classes, matrix = confusion
@@ -747,9 +744,7 @@ def run_sweep(args) -> int:
     if result.best is not None:
         best = result.best
         test = best.evaluate(x_test, y_test)
-        model = model_metadata(best.config.to_dict(), best.task, best.model.loss, best.standardizer, best.classes)
-        save_params(os.path.join(folder, "params.npz"), best.params, metadata={"config": best.config.to_dict(),
-                    "model": model}, overwrite=True)  # fmt: skip
+        best.save(os.path.join(folder, "params.npz"), overwrite=True)
         point = config.points[result.best_index]
         summary.update(
             best_point=point, best_row=result.table[result.best_index], **{f"test_{k}": v for k, v in test.items()}

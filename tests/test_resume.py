@@ -272,10 +272,7 @@ def test_load_model_of_a_standardized_params_file_applies_the_scaling_without_a_
 
     x, y = _data()
     result = ffnn_jax.train(x * 20 + 3, y, hidden_sizes=(8,), epochs=2, standardize=True)
-    meta = {"model": ffnn_jax._saved_model.model_metadata(
-        result.config.to_dict(), result.task, result.model.loss, result.standardizer, result.classes
-    )}  # fmt: skip
-    ffnn_jax.save_params(str(tmp_path / "params.npz"), result.params, metadata=meta)
+    result.save(str(tmp_path / "params.npz"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model = ffnn_jax.load_model(str(tmp_path / "params.npz"))
