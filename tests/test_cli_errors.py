@@ -63,7 +63,7 @@ def test_a_missing_dataset_file_is_a_one_line_error(tmp_path, capsys):
         ("d.npz", b"plain text", "is not an .npz file"),
         ("d.csv", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xd8", "is not UTF-8 text"),
         ("d.csv", b'a,b\n1,"2\n', "malformed"),
-        ("d.csv", b"a,b,c\n1,2,x\n", "line 2, column index 2 ('c')"),
+        ("d.csv", b"a,b,c\n1,x,2\n", "line 2, column index 1 ('b')"),  # a text target would be class names
     ],
     ids=["bad-zip", "not-zip", "binary-csv", "unclosed-quote", "text-cell"],
 )
