@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from typing import Any, Callable, Optional, Sequence
 
 import jax
@@ -220,7 +221,46 @@ def _train(config, x, y, validation_data, callbacks, sample_weight, initial_para
     run, history = _run_chunks(run, history, setup_, config.epochs, callbacks, store, about, checkpoint_every)
     if jax.process_count() > 1:  # arrays that span processes: the result is usable on this one alone
         run = gather_to_host(run)
-    return make_result(config, data, setup_.spec, run, history)
+    result = make_result(config, data, setup_.spec, run, history)
+    _warn_if_relus_died(result, data.x)
+    return result
+
+
+_DEAD_CHECK_ROWS = 256  # training rows the dead-ReLU check runs on (a few ms on the host for large networks)
+
+
+def _warn_if_relus_died(result: TrainResult, x) -> None:
+    """Warns when the network's outputs are (almost) the same on a strided sample of the training
+    rows ``x`` [n, d] (as trained, standardized) while those rows differ: with ReLU that means its
+    hidden units have (nearly) all died, so no gradient reaches the layers below and more epochs
+    cannot help. The usual cause is a learning rate too large for the targets' scale. NumPy on the
+    host, so no program is compiled; dense host inputs with ReLU only."""
+    activation = result.model.activation
+    if not (isinstance(activation, str) and activation.lower() == "relu" and isinstance(x, np.ndarray)):
+        return
+    rows = x[:: -(-len(x) // _DEAD_CHECK_ROWS)].astype(np.float32)
+    if len(rows) < 8 or not np.any(rows.std(axis=0) > 0):
+        return
+    layers = jax.device_get(result.params)
+    h, alive = rows, []
+    for layer in layers[:-1]:
+        h = np.maximum(h @ np.asarray(layer.W, np.float32) + np.asarray(layer.b, np.float32), 0.0)
+        alive.append(int(np.count_nonzero(h.max(axis=0) > 0)))
+    scores = h @ np.asarray(layers[-1].W, np.float32) + np.asarray(layers[-1].b, np.float32)
+    spread, level = float(scores.std(axis=0).max()), float(np.abs(scores).mean())
+    if spread > 1e-4 * (1.0 + level):
+        return
+    units = ", ".join(f"{n} of {layer.W.shape[1]}" for n, layer in zip(alive, layers[:-1]))
+    warnings.warn(
+        f"the trained network gives (almost) the same output for every one of the {len(rows)} training rows "
+        f"checked (spread {spread:.2g} around {level:.3g}): its ReLU units have (nearly) all died (active units "
+        f"per hidden layer: {units}), so it cannot learn further. The usual causes are a learning rate too large "
+        f"for this data (here {result.config.learning_rate}) or too strong a weight decay (here "
+        f"{result.config.weight_decay}): try a smaller learning rate, the adam optimizer, standardized inputs "
+        "with targets of unit scale, or the leaky_relu activation",
+        RuntimeWarning,
+        stacklevel=4,  # train()'s caller
+    )
 
 
 def make_result(config: TrainConfig, data: Prepared, spec, run: RunState, history: dict) -> TrainResult:

@@ -1,5 +1,7 @@
 """train(), the fused epoch and the jitted step: convergence, exactness, determinism, compiles."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -538,3 +540,19 @@ def test_the_built_in_regression_fits_from_its_default_start():
     settings = dict(hidden_sizes=(256,), optimizer="adam", learning_rate=1e-3, weight_decay=1e-4, standardize=True)
     result = ffnn_jax.train(train_part.x, train_part.y, epochs=60, seed=0, **settings)
     assert result.evaluate(test_part.x, test_part.y)["r2"] > 0.4  # 0.1-0.3 when the output bias started at 0
+
+
+def test_a_network_whose_relus_died_is_a_warning_naming_the_learning_rate():
+    # scikit-learn's diabetes: features of scale 0.05, targets 25-346; SGD at 0.01 kills the ReLUs
+    data = ffnn_jax.load_diabetes()
+    x = (data.x - data.x.mean(0)) / data.x.std(0) / np.sqrt(len(data.x))
+    with pytest.warns(
+        RuntimeWarning, match=r"same output .*learning rate too large for this data \(here 0\.01\)"
+    ) as record:
+        dead = ffnn_jax.train(x, data.y, epochs=50, optimizer="sgd", learning_rate=0.01, weight_decay=0.0)
+    assert record[0].filename == __file__  # attributed to the caller of train()
+    assert np.std(dead.predict(x)) < 1e-3 * np.std(data.y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        alive = ffnn_jax.train(x, data.y, epochs=50, optimizer="sgd", learning_rate=0.003, weight_decay=0.0)
+    assert alive.evaluate(x, data.y)["r2"] > 0.3
