@@ -24,6 +24,7 @@ from ._data import (
     validate_x,
     validate_y,
 )
+from ._flat_rows import FlatRows, flat_view
 from ._labels import MAX_AUTO_CLASSES, encode_labels, encode_with, is_label_column
 from ._loop import RunSpec, RunState, history_names, init_run_state
 from ._optim import OptimizerSpec, make_optimizer
@@ -110,11 +111,10 @@ def _with_class_weight(class_weight, codes, classes, w, n: int) -> np.ndarray:
 def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepared:
     """Validated, split and scaled data; class labels encoded as 0..k−1 (``classes`` decodes them)."""
     dtype = np.dtype(config.dtype)
-    # On a CPU the device arrays are these host arrays, unless scaling or a split below makes new
-    # ones (place() aligns those): then aligning here would be a copy too many.
+    # On a CPU the device arrays are these host arrays: place() reads a C-contiguous x where it is
+    # and aligns what else needs it, so nothing is aligned here (that would be a copy too many).
     aligned = jax.default_backend() == "cpu" and not config.standardize
-    split = validation_data is None and config.validation_fraction > 0
-    x = validate_x(x, "x", dtype=dtype, aligned=aligned and not split)
+    x = validate_x(x, "x", dtype=dtype)
     w = _validate_sample_weight(sample_weight, len(x), dtype)
     task, loss = _task_and_loss(config, y)
     multi_label = loss == "binary_cross_entropy"
@@ -331,28 +331,43 @@ def setup(
         mesh=mesh,
         rows=n if mesh is not None and jax.process_count() > 1 else None,
     )
-    train_data, val_data = place(data, mesh) if placed is None else placed
+    train_data, val_data = place(data, mesh, in_place=True) if placed is None else placed
     names = history_names(model, val_data is not None, state.opt_state)
     run = replicate(init_run_state(state, track_best=track_best), mesh)
     return Setup(spec, run, numbers, train_data, val_data, names)
 
 
-def place(data: Prepared, mesh=None) -> Tuple[tuple, Optional[tuple]]:
+def place(data: Prepared, mesh=None, *, in_place: bool = False) -> Tuple[tuple, Optional[tuple]]:
     """The training and validation arrays on the device, or replicated on ``mesh`` (waited for: a
     copy left running would land in the first epoch's time). Across several processes the training
     rows are split over the mesh instead, each process putting only its own (padded to a multiple of
-    the device count: ``RunSpec.rows`` says how many are data)."""
+    the device count: ``RunSpec.rows`` says how many are data).
+
+    ``in_place``: on one CPU device, a large unaligned C-contiguous training ``x`` is read where it
+    is, as :class:`ffnn_jax._flat_rows.FlatRows` (no copy); otherwise it is copied to an aligned
+    buffer. (Sweeps stack members' data, so they keep plain arrays.)"""
     if mesh is not None and jax.process_count() > 1:
         train_data = jax.block_until_ready(shard_rows((data.x, data.y, data.sample_weight), mesh))
         return train_data, None if data.x_val is None else replicate((data.x_val, data.y_val), mesh)
     if mesh is not None:
-        train_data = jax.block_until_ready(replicate((data.x, data.y, data.sample_weight), mesh))
+        x = _cpu_ready(data.x) if jax.default_backend() == "cpu" else data.x
+        train_data = jax.block_until_ready(replicate((x, data.y, data.sample_weight), mesh))
         return train_data, None if data.x_val is None else replicate((data.x_val, data.y_val), mesh)
-    arrays = (data.x, data.y, data.sample_weight), None if data.x_val is None else (data.x_val, data.y_val)
+    x = data.x
+    flat = flat_view(x) if in_place and jax.default_backend() == "cpu" and _large(x) and not is_aligned(x) else None
+    if flat is not None:  # the rows read where they are: no host copy (see ffnn_jax._flat_rows)
+        x = flat[0]
+    arrays = (x, data.y, data.sample_weight), None if data.x_val is None else (data.x_val, data.y_val)
     if jax.default_backend() == "cpu":
         arrays = jax.tree_util.tree_map(_cpu_ready, arrays)
-    train_data, val_data = jax.block_until_ready(jax.device_put(arrays))
-    return train_data, val_data
+    (x, *train_rest), val_data = jax.block_until_ready(jax.device_put(arrays))
+    if flat is not None:
+        x = FlatRows(x, flat[1], *data.x.shape)
+    return (x, *train_rest), val_data
+
+
+def _large(array) -> bool:
+    return isinstance(array, np.ndarray) and array.nbytes >= 1 << 22  # smaller: a copy is quicker than a view
 
 
 def _cpu_ready(array):
@@ -363,7 +378,7 @@ def _cpu_ready(array):
     only one. Arrays that are already aligned (``validate_x(aligned=True)`` made them so) are used
     directly.
     """
-    if not isinstance(array, np.ndarray) or array.nbytes < 1 << 22 or is_aligned(array):
+    if not _large(array) or is_aligned(array):
         return array
     return host_copy(array)[0]
 

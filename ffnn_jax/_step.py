@@ -293,7 +293,8 @@ def _epoch(
     would flatten (those members: slicing each W out of a [members, θ] block costs them more than
     one fused update saves).
     """
-    chex.assert_equal_shape_prefix(jax.tree_util.tree_leaves((x, y, sample_weight)), 1)
+    chex.assert_equal_shape_prefix(jax.tree_util.tree_leaves((y, sample_weight)), 1)
+    chex.assert_equal(x.shape[0], y.shape[0])  # x: an array, SparseRows or FlatRows (whose one leaf is flat)
     n = x.shape[0] if n_rows is None else n_rows
     n_batches = -(-n // batch_size)
     padded = n_batches * batch_size
