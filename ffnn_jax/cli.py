@@ -663,6 +663,12 @@ def run_predict(args) -> int:
         )
     model = load_model(args.model)
     x, y = _features(args.dataset, model.layer_sizes[0], args.target)
+    scores = None
+    if y is not None:  # scored first: a target the model cannot score stops the command before any file is written
+        try:
+            scores = model.evaluate(x, y)
+        except ValueError as error:
+            raise ValueError(f"`--dataset` {args.dataset!r}, its target: {error}") from None
     predictions = model.predict(x)
     columns = {"prediction": predictions.reshape(len(x), -1)}
     if model.task == "classification":
@@ -682,8 +688,7 @@ def run_predict(args) -> int:
     writer.writerows(zip(*[column.tolist() for block in table for column in block.T]))
     atomic_write_bytes(args.out, buffer.getvalue().encode(), overwrite=args.overwrite)
     line = f"wrote {len(x)} predictions to {args.out}"
-    if y is not None:
-        scores = model.evaluate(x, y)
+    if scores is not None:
         line += ", " + ", ".join(f"{name} {value:.4f}" for name, value in scores.items())
     print(line)
     return 0

@@ -239,6 +239,12 @@ def test_a_csv_with_text_labels_trains_and_predicts_with_class_named_columns(tmp
     predicted = np.array([line.split(",")[1] for line in lines[1:]])
     accuracy = np.mean(predicted == names)
     assert accuracy > 0.9 and f"accuracy {accuracy:.4f}" in capsys.readouterr().out
+    unseen = tmp_path / "unseen.csv"
+    unseen.write_text(csv_path.read_text().replace("setosa", "iris-setosa", 1))
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--model", str(out), "-d", str(unseen), "--out", str(tmp_path / "q.csv")])
+    assert "its target: `y` holds labels that are not among the training classes" in capsys.readouterr().err
+    assert not (tmp_path / "q.csv").exists()  # nothing written for a target it cannot score
 
 
 def test_a_classification_run_writes_its_confusion_matrix_and_per_class_accuracy(tmp_path):
