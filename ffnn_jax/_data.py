@@ -336,13 +336,48 @@ def load_mnist(directory: str, split: str = "train") -> Dataset:
     return Dataset(images.reshape(len(images), -1).astype(np.float32) / 255.0, labels.astype(np.int32))
 
 
+KERAS_NPZ_KEYS = {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}  # keras.datasets' mnist.npz
+
+
+def npz_keys(path: str, split: str = "train") -> Tuple[str, str]:
+    """The ``(x, y)`` array names of ``split`` in an ``.npz`` file: ``x``/``y`` (one split), or
+    Keras' ``x_train``/``y_train`` and ``x_test``/``y_test`` (as in ``mnist.npz``)."""
+    if split not in KERAS_NPZ_KEYS:
+        raise ValueError(f"`split` must be 'train' or 'test', got {split!r}")
+    with np.load(path, allow_pickle=False) as arrays:
+        files = arrays.files
+    if split == "train" and {"x", "y"} <= set(files):
+        return "x", "y"
+    if set(KERAS_NPZ_KEYS[split]) <= set(files):
+        return KERAS_NPZ_KEYS[split]
+    wanted = "'x' and 'y' (or Keras' 'x_train', 'y_train')" if split == "train" else "'x_test' and 'y_test'"
+    raise ValueError(f"{path!r} has no arrays {wanted}; it holds {files}")
+
+
+def npz_has_test_split(path: str) -> bool:
+    """Whether ``path`` is a readable ``.npz`` with Keras' ``x_test`` and ``y_test`` arrays."""
+    if not (path.lower().endswith(".npz") and os.path.isfile(path)):
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return set(KERAS_NPZ_KEYS["test"]) <= set(arrays.files)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return False  # load_dataset says what is wrong with the file
+
+
 def load_npz(path: str, x_key: str = "x", y_key: str = "y") -> Dataset:
-    """Loads arrays ``x_key`` and ``y_key`` from an ``.npz`` file (pickled objects are refused)."""
+    """Loads arrays ``x_key`` and ``y_key`` from an ``.npz`` file (pickled objects are refused).
+    Images ``x`` [n, h, w(, c)] are flattened to [n, h·w·c] rows, as a Keras ``Flatten`` would."""
     with np.load(path, allow_pickle=False) as arrays:
         missing = [k for k in (x_key, y_key) if k not in arrays.files]
         if missing:
             raise ValueError(f"{path!r} has no array(s) {missing}; it holds {arrays.files}")
-        return Dataset(arrays[x_key], arrays[y_key])
+        return Dataset(flat_rows_of(arrays[x_key]), arrays[y_key])
+
+
+def flat_rows_of(x: np.ndarray) -> np.ndarray:
+    """``x`` [n, ...] as [n, features]: images and other n-d samples flattened row-major."""
+    return x.reshape(len(x), -1) if x.ndim > 2 else x
 
 
 _MISSING_CELLS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})  # compared lower-cased
@@ -607,8 +642,6 @@ def load_dataset(
         return BUILTIN_DATASETS[key]()
     if key in ("mnist", "fashion_mnist"):
         return Dataset(*load_official(key, split, data_dir=data_dir, download=download, mirror=mirror))
-    if split != "train":
-        raise ValueError(f"`split`={split!r}: {name_or_path!r} has one split, 'train' (use train_test_split)")
     if key.endswith(".npz"):
         _check_file(name_or_path)
         with open(name_or_path, "rb") as f:
@@ -616,9 +649,11 @@ def load_dataset(
         if not zipped:
             raise ValueError(f"{name_or_path!r} is not an .npz file (a zip archive of .npy arrays, as np.savez writes)")
         try:
-            return load_npz(name_or_path)
+            return load_npz(name_or_path, *npz_keys(name_or_path, split))
         except (zipfile.BadZipFile, zlib.error, EOFError) as error:
             raise ValueError(f"{name_or_path!r} is not a readable .npz file: {error}") from None
+    if split != "train":
+        raise ValueError(f"`split`={split!r}: {name_or_path!r} has one split, 'train' (use train_test_split)")
     if key.endswith(".csv"):
         return load_csv(name_or_path, -1 if target is None else target)
     raise ValueError(

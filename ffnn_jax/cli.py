@@ -24,7 +24,7 @@ import numpy as np
 from ._cache import enable_compilation_cache
 from ._checkpoint import atomic_write_bytes, save_params
 from ._config import TrainConfig
-from ._data import _split_dataset, load_dataset, resolve_target
+from ._data import KERAS_NPZ_KEYS, _split_dataset, flat_rows_of, load_dataset, npz_has_test_split, resolve_target
 from ._distributed import DEFAULT_TIMEOUT_S, initialize_distributed, is_primary
 from ._errors import check_positive_int
 from ._gradcheck import check_gradients
@@ -259,7 +259,7 @@ def _hidden_sizes(args) -> tuple:
 
 def _load_splits(args):
     resolve_target(args.dataset, args.target, name="--target")  # a bad --target is named before data is read
-    if args.dataset.lower() in ("mnist", "fashion_mnist"):  # the official train and test splits
+    if args.dataset.lower() in ("mnist", "fashion_mnist") or npz_has_test_split(args.dataset):  # own test split
         return tuple(load_dataset(args.dataset, split, data_dir=args.data_dir) for split in ("train", "test"))
     x, y = load_dataset(args.dataset, data_dir=args.data_dir, target=args.target)
     return _split_dataset(np.asarray(x), np.asarray(y), args.test_fraction, seed=args.seed, name="--test_fraction")
@@ -639,9 +639,11 @@ def _features(path: str, n_features: int, target=None):
     target may be missing (a CSV with exactly ``n_features`` columns, an .npz without ``y``)."""
     if path.lower().endswith(".npz"):
         with np.load(path, allow_pickle=False) as arrays:
-            if "x" not in arrays.files:
-                raise ValueError(f"{path!r} has no array 'x'; it holds {arrays.files}")
-            return arrays["x"], arrays["y"] if "y" in arrays.files else None
+            # Keras' layout: the test split is what one predicts
+            x_key, y_key = ("x", "y") if "x" in arrays.files else KERAS_NPZ_KEYS["test"]
+            if x_key not in arrays.files:
+                raise ValueError(f"{path!r} has no array 'x' (or Keras' 'x_test'); it holds {arrays.files}")
+            return flat_rows_of(arrays[x_key]), arrays[y_key] if y_key in arrays.files else None
     x, y = load_dataset(path, target=target)
     if path.lower().endswith(".csv") and x.shape[1] == n_features - 1:
         raise ValueError(f"{path!r} has {x.shape[1] + 1} columns; the model needs {n_features} features")

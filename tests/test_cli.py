@@ -247,6 +247,24 @@ def test_a_csv_with_text_labels_trains_and_predicts_with_class_named_columns(tmp
     assert not (tmp_path / "q.csv").exists()  # nothing written for a target it cannot score
 
 
+def test_a_keras_layout_npz_trains_on_its_train_split_and_tests_on_its_test_split(tmp_path, capsys):
+    from ffnn_jax import load_digits
+
+    digits = load_digits()
+    images = (digits.x.reshape(-1, 8, 8) * 16).astype(np.uint8)  # as keras.datasets ships them: [n, h, w] uint8
+    path = tmp_path / "digits.npz"
+    np.savez(path, x_train=images[:1500], y_train=digits.y[:1500], x_test=images[1500:], y_test=digits.y[1500:])
+    out = tmp_path / "run"
+    argv = ["train", "-d", str(path), "-e", "5", "-sz", "32", "--no_progress", "--no_plot", "--out", str(out)]
+    assert cli.main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layer_sizes"] == [64, 32, 10] and summary["test_samples"] == len(images) - 1500
+    assert summary["test_accuracy"] > 0.8
+    capsys.readouterr()
+    assert cli.main(["predict", "--model", str(out), "-d", str(path), "--out", str(tmp_path / "p.csv")]) == 0
+    assert f"wrote {len(images) - 1500} predictions" in capsys.readouterr().out  # the test split's rows
+
+
 def test_a_classification_run_writes_its_confusion_matrix_and_per_class_accuracy(tmp_path):
     out = tmp_path / "run"
     assert cli.main(["train", "-e", "2", "-sz", "16", "--no_progress", "--out", str(out)]) == 0

@@ -406,3 +406,18 @@ def test_a_trained_result_where_params_belong_is_a_clear_error_pointing_to_its_p
         ffnn_jax.train(x, y, hidden_sizes=(5,), epochs=1, initial_state=result)
     with pytest.raises(TypeError, match=r"Wrap each layer's dict as ffnn_jax\.LayerParams"):
         ffnn_jax.predict([{"W": np.ones((4, 3)), "b": np.zeros(3)}], x)
+
+
+def test_an_npz_of_images_in_keras_layout_loads_both_splits_as_flat_rows(tmp_path):
+    images = np.arange(5 * 4 * 3, dtype=np.uint8).reshape(5, 4, 3)
+    path = str(tmp_path / "mnist.npz")
+    np.savez(path, x_train=images[:3], y_train=[0, 1, 0], x_test=images[3:], y_test=[1, 1])
+    x, y = ffnn_jax.load_dataset(path)
+    assert x.shape == (3, 12) and y.tolist() == [0, 1, 0]
+    np.testing.assert_array_equal(x[1], images[1].reshape(-1))
+    x_test, y_test = ffnn_jax.load_dataset(path, "test")
+    assert x_test.shape == (2, 12) and y_test.tolist() == [1, 1]
+    np.savez(str(tmp_path / "one.npz"), x=images, y=np.arange(5) % 2)
+    assert ffnn_jax.load_dataset(str(tmp_path / "one.npz")).x.shape == (5, 12)
+    with pytest.raises(ValueError, match=r"has no arrays 'x_test' and 'y_test'"):
+        ffnn_jax.load_dataset(str(tmp_path / "one.npz"), "test")
