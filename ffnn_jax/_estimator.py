@@ -42,7 +42,7 @@ from ._lbfgs import CONVERGED, minimize_lbfgs, status_message
 from ._optim import OPTIMIZERS, make_optimizer
 from ._params import WEIGHT_INITS, init_params
 from ._step import TrainState
-from ._train import TrainingDivergedError, train
+from ._train import TrainingDivergedError, TrainingInterrupted, train
 from ._types import ArrayLike, LayerParams
 
 
@@ -487,6 +487,11 @@ class _BaseMLP(BaseEstimator):
         epochs, diverged = 1 if incremental else self.max_iter, False
         try:
             result = run(epochs=epochs, **start(self._print_progress(scale)))
+        except TrainingInterrupted as interrupt:  # Ctrl-C: scikit-learn keeps the epochs done, with a warning
+            if interrupt.result is None:
+                raise
+            warnings.warn("Training interrupted by user.", stacklevel=4)
+            result = interrupt.result
         except TrainingDivergedError as error:
             if not self.early_stopping:  # scikit-learn runs on with NaN weights to max_iter, then raises
                 if not incremental:

@@ -74,18 +74,29 @@ class TrainResult(TrainedModel):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived during a checkpointed :func:`train`: the run was saved first.
+    """SIGINT (Ctrl-C), or SIGTERM with a ``checkpoint_dir``, arrived during :func:`train`; the
+    running chunk of epochs finished first, and with a ``checkpoint_dir`` the run was saved.
 
-    Attributes: ``signal`` (its name), ``epoch`` (epochs completed), ``checkpoint`` (the file),
-    ``params`` (the last epoch's) and ``history``.
+    Attributes: ``signal`` (its name), ``epoch`` (epochs completed), ``checkpoint`` (the file, or
+    None without a checkpoint_dir), ``params`` (the last epoch's), ``history`` and ``result``: the
+    :class:`TrainResult` of the epochs that ran (``.predict``, ``.save``, ...), as Keras' model
+    keeps its weights when ``fit`` is interrupted.
     """
 
-    def __init__(self, signal_name: str, epoch: int, epochs: int, checkpoint: str, params: Params, history: dict):
-        super().__init__(
-            f"training stopped by {signal_name} after epoch {epoch} of {epochs}; the run is saved in {checkpoint}. "
-            "To finish it, call train() again with the same settings and checkpoint_dir and resume=True "
-            "(ffnn-jax train: the same flags plus --resume)."
-        )
+    def __init__(
+        self, signal_name: str, epoch: int, epochs: int, checkpoint: Optional[str], params: Params, history: dict
+    ):
+        if checkpoint is None:
+            where = (
+                "what it learned is in this exception's `.result` (a TrainResult; `.params`, `.history`); "
+                "with checkpoint_dir the run could also be resumed"
+            )
+        else:
+            where = (
+                f"the run is saved in {checkpoint}. To finish it, call train() again with the same settings and "
+                "checkpoint_dir and resume=True (ffnn-jax train: the same flags plus --resume)."
+            )
+        super().__init__(f"training stopped by {signal_name} after epoch {epoch} of {epochs}; {where}")
         self.signal, self.epoch, self.checkpoint, self.params, self.history = (
             signal_name,
             epoch,
@@ -93,6 +104,8 @@ class TrainingInterrupted(KeyboardInterrupt):
             params,
             history,
         )
+        self.run: Optional[RunState] = None  # the run at the interruption (for `result`)
+        self.result: Optional["TrainResult"] = None
 
 
 def train(
@@ -218,7 +231,13 @@ def _train(config, x, y, validation_data, callbacks, sample_weight, initial_para
     if saved is not None:
         run = replicate(resumed(restore_into(run, saved), run), setup_.spec.mesh)
         history = {k: list(v) for k, v in saved.meta["history"].items()}
-    run, history = _run_chunks(run, history, setup_, config.epochs, callbacks, store, about, checkpoint_every)
+    try:
+        run, history = _run_chunks(run, history, setup_, config.epochs, callbacks, store, about, checkpoint_every)
+    except TrainingInterrupted as interrupt:
+        if interrupt.run is not None:
+            local = gather_to_host(interrupt.run) if jax.process_count() > 1 else interrupt.run
+            interrupt.result = make_result(config, data, setup_.spec, local, interrupt.history)
+        raise
     if jax.process_count() > 1:  # arrays that span processes: the result is usable on this one alone
         run = gather_to_host(run)
     result = make_result(config, data, setup_.spec, run, history)
@@ -343,13 +362,13 @@ def _checkpoint_to_resume(folder: str, about: dict) -> Optional[Checkpoint]:
 
 
 @contextlib.contextmanager
-def _signals_deferred(enabled: bool):
-    """While inside, SIGINT and SIGTERM are recorded (in the yielded list) instead of raising."""
+def _signals_deferred(signals: Sequence[int]):
+    """While inside, ``signals`` are recorded (in the yielded list) instead of raising."""
     caught: list = []
-    if not enabled or threading.current_thread() is not threading.main_thread():
+    if not signals or threading.current_thread() is not threading.main_thread():
         yield caught
         return
-    previous = {sig: signal.signal(sig, lambda number, frame: caught.append(number)) for sig in _DEFERRED}
+    previous = {sig: signal.signal(sig, lambda number, frame: caught.append(number)) for sig in signals}
     try:
         yield caught
     finally:
@@ -357,7 +376,10 @@ def _signals_deferred(enabled: bool):
             signal.signal(sig, handler)
 
 
+# With a checkpoint_dir both end the run at a chunk's end, once it is saved; without one only Ctrl-C
+# does (a chunk ends before Python could see the signal anyway), and SIGTERM ends the process as it would.
 _DEFERRED = (signal.SIGINT, signal.SIGTERM)
+_DEFERRED_WITHOUT_CHECKPOINTS = (signal.SIGINT,)
 
 
 def _run_chunks(run: RunState, history: dict, setup_: Setup, epochs: int, callbacks, store, about, every: int):
@@ -368,7 +390,7 @@ def _run_chunks(run: RunState, history: dict, setup_: Setup, epochs: int, callba
         bool(run.diverged),
         int(run.diverged_step),
     )
-    with _signals_deferred(store is not None) as caught:
+    with _signals_deferred(_DEFERRED if store is not None else _DEFERRED_WITHOUT_CHECKPOINTS) as caught:
         try:
             while epoch < epochs and not stopped and not diverged:
                 todo = epochs - epoch if store is None else min(epochs - epoch, every - epoch % every)
@@ -384,8 +406,8 @@ def _run_chunks(run: RunState, history: dict, setup_: Setup, epochs: int, callba
                         stopped, run = True, run._replace(stopped=jnp.ones((), bool))
                 # every process of a multi-process run stops at the same chunk (a signal or a callback on one)
                 signalled, stopped_somewhere = any_process(bool(caught), stopped)
-                if signalled and not caught and store is not None:
-                    caught.append(signal.SIGTERM)
+                if signalled and not caught:
+                    caught.append(signal.SIGTERM if store is not None else signal.SIGINT)
                 if stopped_somewhere and not stopped:
                     stopped, run = True, run._replace(stopped=jnp.ones((), bool))
                 finished = epoch >= epochs or stopped or diverged
@@ -393,7 +415,10 @@ def _run_chunks(run: RunState, history: dict, setup_: Setup, epochs: int, callba
                     store.save(run, epoch=epoch, history=history, about=about, wait=bool(caught))
                 if caught:
                     name = signal.Signals(caught[0]).name
-                    raise TrainingInterrupted(name, epoch, epochs, store.path(epoch), run.train.params, history)
+                    where = None if store is None else store.path(epoch)
+                    interrupt = TrainingInterrupted(name, epoch, epochs, where, run.train.params, history)
+                    interrupt.run = run
+                    raise interrupt
         except KeyboardInterrupt as interrupt:  # a callback's: end only once the run is on disk
             if store is not None and not isinstance(interrupt, TrainingInterrupted) and store.saved_epoch != epoch:
                 store.save(run, epoch=epoch, history=history, about=about, wait=True)

@@ -296,3 +296,46 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes_when_the_setting_is_
     assert result.history["epoch"] == [1, 2, 3]
     with pytest.raises(ValueError, match="`output_bias` = 'auto'.*has 'zeros'"):
         ffnn_jax.train(x, y, checkpoint_dir=str(tmp_path), resume=True, output_bias="zeros", **settings)
+
+
+def test_ctrl_c_without_a_checkpoint_dir_ends_the_call_with_the_epochs_done_as_a_result():
+    x, y = _data()
+    settings = dict(hidden_sizes=(16,), optimizer="adam", learning_rate=0.01, epochs=6)
+    first_two = ffnn_jax.train(x, y, **{**settings, "epochs": 2})
+
+    def interrupt_at_2(epoch, row):
+        if epoch == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+
+    with pytest.raises(ffnn_jax.TrainingInterrupted, match="SIGINT after epoch 2 of 6.*`.result`") as caught:
+        ffnn_jax.train(x, y, callbacks=[interrupt_at_2], **settings)
+    interrupted = caught.value
+    assert interrupted.epoch == 2 and interrupted.checkpoint is None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    result = interrupted.result
+    assert result.history["epoch"] == [1, 2]
+    np.testing.assert_array_equal(result.history["train_loss"], first_two.history["train_loss"])
+    np.testing.assert_array_equal(result.predict(x), first_two.predict(x))
+    np.testing.assert_array_equal(np.asarray(interrupted.params[0].W), np.asarray(first_two.params[0].W))
+
+
+def test_an_estimator_interrupted_by_ctrl_c_keeps_the_epochs_done_as_scikit_learn_does():
+    from ffnn_jax import _estimator
+    from ffnn_jax.estimators import MLPClassifier
+
+    x, y = _data()
+
+    def interrupting_train(*args, callbacks=(), **kwargs):
+        def interrupt_at_3(epoch, row):
+            if epoch == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        return ffnn_jax.train(*args, callbacks=[*callbacks, interrupt_at_3], **kwargs)
+
+    token = _estimator.TRAINER.set(interrupting_train)
+    try:
+        with pytest.warns(UserWarning, match="Training interrupted by user"):
+            model = MLPClassifier(hidden_layer_sizes=(8,), max_iter=50, random_state=0).fit(x, y)
+    finally:
+        _estimator.TRAINER.reset(token)
+    assert model.n_iter_ == 3 and len(model.loss_curve_) == 3 and model.predict(x).shape == (len(x),)
