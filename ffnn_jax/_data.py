@@ -79,7 +79,7 @@ def validate_x(
     if n_features is not None and x.shape[1] != n_features:
         raise ValueError(f"`{name}` must have {n_features} features (columns), got {x.shape[1]}")
     dtype = np.dtype(dtype)
-    if x.size * dtype.itemsize >= _LARGE and (x.dtype != dtype or (aligned and not is_aligned(x))):
+    if x.size * dtype.itemsize >= LARGE_BYTES and (x.dtype != dtype or (aligned and not is_aligned(x))):
         x, finite = host_copy(x, dtype)
     else:
         x = x.astype(dtype, copy=False)
@@ -104,7 +104,7 @@ def _all_finite(x: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(x)))
 
 
-_LARGE = 1 << 22  # bytes: below this a copy is too quick to be worth threads or an aligned buffer
+LARGE_BYTES = 1 << 22  # below this a copy is too quick to be worth threads, an aligned buffer or a view
 _ALIGNMENT = 64  # bytes: JAX's CPU backend uses a NumPy buffer aligned like this without copying it
 
 

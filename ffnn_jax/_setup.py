@@ -15,6 +15,7 @@ import numpy as np
 
 from ._config import TrainConfig
 from ._data import (
+    LARGE_BYTES,
     Standardizer,
     fit_standardizer,
     host_copy,
@@ -367,7 +368,7 @@ def place(data: Prepared, mesh=None, *, in_place: bool = False) -> Tuple[tuple, 
 
 
 def _large(array) -> bool:
-    return isinstance(array, np.ndarray) and array.nbytes >= 1 << 22  # smaller: a copy is quicker than a view
+    return isinstance(array, np.ndarray) and array.nbytes >= LARGE_BYTES
 
 
 def _cpu_ready(array):
