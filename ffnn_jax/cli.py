@@ -47,7 +47,7 @@ def _target_flag(text: str) -> int | str:
         return text
 
 
-def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True) -> None:
+def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True, checkpoints: bool = True) -> None:
     data = parser.add_argument_group("data")
     data.add_argument(
         "-d",
@@ -197,20 +197,21 @@ def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True) -
         choices=("jsonl", "csv"),
         help="per-epoch metrics file format (default jsonl)",
     )
-    out.add_argument(
-        "--checkpoint_dir",
-        default=None,
-        help="where the whole run is saved after every --checkpoint_every epochs, at the end and on SIGINT/SIGTERM "
-        "(default <out>/checkpoints)",
-    )
-    out.add_argument("--checkpoint_every", type=int, default=1, help="epochs between checkpoints (default 1)")
-    out.add_argument("--keep_checkpoints", type=int, default=2, help="newest checkpoints kept (default 2)")
-    out.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its newest checkpoint (the flags it was started with are reused; "
-        "only -e may change); with no checkpoint yet, start it",
-    )
+    if checkpoints:  # a sweep keeps no checkpoints (yet): it does not offer flags it would ignore
+        out.add_argument(
+            "--checkpoint_dir",
+            default=None,
+            help="where the whole run is saved after every --checkpoint_every epochs, at the end and on "
+            "SIGINT/SIGTERM (default <out>/checkpoints)",
+        )
+        out.add_argument("--checkpoint_every", type=int, default=1, help="epochs between checkpoints (default 1)")
+        out.add_argument("--keep_checkpoints", type=int, default=2, help="newest checkpoints kept (default 2)")
+        out.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the run in --out from its newest checkpoint (the flags it was started with are reused; "
+            "only -e may change); with no checkpoint yet, start it",
+        )
     out.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
     out.add_argument("--no_plot", dest="plot", action="store_false", help="do not write loss_curve.png")
     tracking = parser.add_argument_group("Weights & Biases (pip install 'ffnn_jax[wandb]'; WANDB_MODE=offline)")
@@ -271,9 +272,11 @@ def _prepare_out_dir(args) -> str:
     )
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(f"`--out` {folder!r} is a file, not a folder; choose another path")
-    if os.path.isdir(folder) and os.listdir(folder) and not (args.overwrite or args.resume):
-        raise ValueError(f"`--out` folder {folder!r} is not empty; choose another, pass --resume or --overwrite")
-    if args.resume and args.out is None:
+    resume = getattr(args, "resume", False)  # `sweep` has no --resume
+    if os.path.isdir(folder) and os.listdir(folder) and not (args.overwrite or resume):
+        hint = "pass --resume or --overwrite" if hasattr(args, "resume") else "or pass --overwrite"
+        raise ValueError(f"`--out` folder {folder!r} is not empty; choose another, {hint}")
+    if resume and args.out is None:
         raise ValueError("`--resume` needs `--out`, the folder of the run to continue")
     try:
         os.makedirs(folder, exist_ok=True)
@@ -885,7 +888,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument("--cpu_devices", type=int, default=None,
                               help="on a CPU, devices the members are split over, trained side by side (default: "
                               "one per core; 1: one device); ignored on an accelerator and with several processes")  # fmt: skip
-    _add_train_flags(sweep_parser)
+    _add_train_flags(sweep_parser, checkpoints=False)
     sweep_parser.set_defaults(run=run_sweep)
     show_parser = commands.add_parser(
         "show", help="draw one sample image per class", description="One sample image per class, with its name."

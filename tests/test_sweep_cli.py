@@ -117,3 +117,12 @@ def test_ctrl_c_during_a_cli_sweep_ends_it_with_status_130_and_writes_nothing(tm
     assert cli.main(["sweep", "--config", str(config), "-e", "2", "--out", str(out), "--no_progress"]) == 130
     assert "sweep stopped by SIGINT after 0 of 4 members; nothing was written" in capsys.readouterr().err
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", [["--resume"], ["--checkpoint_dir", "ckpt"], ["--checkpoint_every", "2"]])
+def test_the_sweep_does_not_accept_checkpoint_flags_it_would_ignore(tmp_path, capsys, flag):
+    (tmp_path / "sweep.yaml").write_text(GRID)
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["sweep", "--config", str(tmp_path / "sweep.yaml"), "--out", str(tmp_path / "o"), *flag])
+    assert caught.value.code == 2 and f"unrecognized arguments: {' '.join(flag)}" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
