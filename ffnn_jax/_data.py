@@ -46,6 +46,35 @@ def fit_standardizer(x: np.ndarray) -> Standardizer:
     return Standardizer(mean.astype(x.dtype), np.where(std > 0, std, 1.0).astype(x.dtype))
 
 
+def feature_names_of(x) -> Optional[Tuple[str, ...]]:
+    """The column names of a DataFrame-like ``x`` whose columns are all strings (as scikit-learn's
+    ``feature_names_in_``), else None."""
+    columns = getattr(x, "columns", None)
+    if columns is None or isinstance(x, np.ndarray):
+        return None
+    names = tuple(columns)
+    return names if names and all(isinstance(name, str) for name in names) else None
+
+
+def check_feature_names(x, expected: Optional[Tuple[str, ...]], name: str = "x") -> None:
+    """Raises a ``ValueError`` naming ``name`` when ``x`` is a DataFrame whose columns differ from
+    the ``expected`` training columns (other names, or the same in another order, which would
+    otherwise feed each column to the weights of another). Arrays and unnamed columns pass."""
+    given = feature_names_of(x)
+    if expected is None or given is None or given == tuple(expected):
+        return
+    if sorted(given) == sorted(expected):
+        raise ValueError(
+            f"`{name}` has the training columns in another order; select them as trained: x[{list(expected)!r}]"
+        )
+    unseen = [c for c in given if c not in expected]
+    missing = [c for c in expected if c not in given]
+    raise ValueError(
+        f"`{name}`'s columns are not the ones trained on: unseen {unseen}, missing {missing} "
+        f"(trained on {list(expected)})"
+    )
+
+
 def _as_numeric_array(name: str, value) -> np.ndarray:
     try:
         array = np.asarray(value)

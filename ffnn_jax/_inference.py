@@ -3,13 +3,13 @@
 import contextlib
 import dataclasses
 import functools
-from typing import Optional
+from typing import Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._data import Standardizer, infer_task, validate_x, validate_y
+from ._data import Standardizer, check_feature_names, infer_task, validate_x, validate_y
 from ._gradcheck import x64_scope
 from ._labels import encode_with
 from ._losses import canonical_loss
@@ -112,6 +112,8 @@ class TrainedModel:
     standardizer: Optional[Standardizer]  # applied to x before the network (standardize=True)
     l2: float  # λ of the L2 term that `evaluate` adds to the loss (0 for adamw's decoupled decay)
     classes: Optional[np.ndarray]  # [k] labels as given in training (output j is classes[j]); None: indices
+    # a DataFrame's column names in training (inputs with other columns are refused); None: unnamed
+    feature_names: Optional[Tuple[str, ...]] = dataclasses.field(default=None, kw_only=True)
 
     def _single_label(self) -> bool:
         return self.classes is not None and self.task == "classification" and self.model.loss != "binary_cross_entropy"
@@ -124,6 +126,7 @@ class TrainedModel:
         return layer_sizes_of(self.params)
 
     def _inputs(self, x):
+        check_feature_names(x, self.feature_names)
         x = validate_x(x, "x", n_features=self.layer_sizes[0], dtype=self.params[0].W.dtype)
         return x if self.standardizer is None else self.standardizer.apply(x)
 

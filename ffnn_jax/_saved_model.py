@@ -7,7 +7,7 @@ training data) is written beside them as ``model`` metadata by :func:`model_meta
 
 import os
 import re
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -22,7 +22,12 @@ from ._types import LayerParams
 
 
 def model_metadata(
-    spec: ModelSpec, task: str, l2: float, standardizer: Optional[Standardizer], classes: Optional[np.ndarray]
+    spec: ModelSpec,
+    task: str,
+    l2: float,
+    standardizer: Optional[Standardizer],
+    classes: Optional[np.ndarray],
+    feature_names: Optional[Tuple[str, ...]] = None,
 ) -> dict:
     """JSON description of a trained network (what :func:`load_model` needs besides the params).
     A custom (callable) activation is recorded as ``{"custom": its name}``, which load_model refuses
@@ -39,6 +44,7 @@ def model_metadata(
         "standardizer": None
         if standardizer is None
         else {"mean": np.asarray(standardizer.mean).tolist(), "scale": np.asarray(standardizer.scale).tolist()},
+        "feature_names": None if feature_names is None else list(feature_names),
     }
 
 
@@ -69,7 +75,8 @@ def save_model(path: str, model: TrainedModel, *, overwrite: bool = False) -> No
             "save its weights with ffnn_jax.save_params(path, model.params)"
         )
     config = getattr(model, "config", None)
-    metadata = {"model": model_metadata(model.model, model.task, model.l2, model.standardizer, model.classes)}
+    described = (model.model, model.task, model.l2, model.standardizer, model.classes, model.feature_names)
+    metadata = {"model": model_metadata(*described)}
     if config is not None:
         metadata["config"] = config.to_dict()
     save_params(path, model.params, metadata=metadata, overwrite=overwrite)
@@ -94,7 +101,16 @@ def _from_metadata(params, meta: dict, where: str) -> TrainedModel:
     )
     model = ModelSpec(activation, meta["loss"], meta["task"] == "classification", meta.get("compute_dtype"))
     classes = classes_from_json(meta.get("classes"))
-    return TrainedModel(tuple(params), model, meta["task"], standardizer, float(meta.get("l2", 0.0)), classes)
+    names = meta.get("feature_names")
+    return TrainedModel(
+        tuple(params),
+        model,
+        meta["task"],
+        standardizer,
+        float(meta.get("l2", 0.0)),
+        classes,
+        feature_names=None if names is None else tuple(names),
+    )
 
 
 def _params_in_checkpoint(checkpoint: Checkpoint):

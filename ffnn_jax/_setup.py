@@ -17,6 +17,8 @@ from ._config import TrainConfig
 from ._data import (
     LARGE_BYTES,
     Standardizer,
+    check_feature_names,
+    feature_names_of,
     fit_standardizer,
     host_copy,
     infer_task,
@@ -48,6 +50,7 @@ class Prepared(NamedTuple):
     n_out: int
     standardizer: Optional[Standardizer]
     classes: Optional[np.ndarray]  # [n_out] the labels as given, for single-label classification
+    feature_names: Optional[Tuple[str, ...]] = None  # a DataFrame x's columns (what predict must be given)
 
 
 def _validate_sample_weight(sample_weight, n: int, dtype) -> Optional[np.ndarray]:
@@ -112,6 +115,9 @@ def _with_class_weight(class_weight, codes, classes, w, n: int) -> np.ndarray:
 def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepared:
     """Validated, split and scaled data; class labels encoded as 0..k−1 (``classes`` decodes them)."""
     dtype = np.dtype(config.dtype)
+    feature_names = feature_names_of(x)
+    if validation_data is not None and isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+        check_feature_names(validation_data[0], feature_names, "validation_data[0]")
     # On a CPU the device arrays are these host arrays: place() reads a C-contiguous x where it is
     # and aligns what else needs it, so nothing is aligned here (that would be a copy too many).
     aligned = jax.default_backend() == "cpu" and not config.standardize
@@ -161,7 +167,7 @@ def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepar
         standardizer = fit_standardizer(x)
         x = standardizer.apply(x)
         x_val = None if x_val is None else standardizer.apply(x_val)
-    return Prepared(x, y, w, x_val, y_val, task, loss, n_out, standardizer, classes)
+    return Prepared(x, y, w, x_val, y_val, task, loss, n_out, standardizer, classes, feature_names)
 
 
 def with_output_bias(params: Params, config: TrainConfig, data: Prepared) -> Params:

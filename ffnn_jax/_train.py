@@ -292,6 +292,7 @@ def make_result(config: TrainConfig, data: Prepared, spec, run: RunState, histor
         standardizer=data.standardizer,
         l2=config.loss_l2,
         classes=data.classes,
+        feature_names=data.feature_names,
         history=history,
         config=config,
         run=run,
@@ -334,6 +335,7 @@ def _about(config: TrainConfig, data: Prepared) -> dict:
             config.loss_l2,
             data.standardizer,
             data.classes,
+            data.feature_names,
         ),
         "versions": {"ffnn_jax": __version__, "jax": jax.__version__},
     }

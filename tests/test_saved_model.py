@@ -89,3 +89,29 @@ def test_an_activation_given_in_capitals_reopens(tmp_path, capsys):
     save_params(older, params, metadata={**meta, "model": {**meta["model"], "activation": "ReLU"}})
     model = ffnn_jax.load_model(older)
     assert model.model.activation == "relu"
+
+
+def test_a_dataframe_with_other_columns_or_another_order_is_refused_where_it_would_mispredict(tmp_path):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=["sepal", "petal", "stem"])
+    result = ffnn_jax.train(frame, NAMES, hidden_sizes=(8,), epochs=2, seed=0)
+    assert result.feature_names == ("sepal", "petal", "stem")
+    np.testing.assert_array_equal(result.predict(frame), result.predict(X))  # arrays carry no names: taken as given
+    reordered = frame[["stem", "sepal", "petal"]]
+    with pytest.raises(
+        ValueError, match=r"`x` has the training columns in another order.*\['sepal', 'petal', 'stem'\]"
+    ):
+        result.predict(reordered)
+    renamed = frame.rename(columns={"stem": "root"})
+    with pytest.raises(ValueError, match=r"unseen \['root'\], missing \['stem'\]"):
+        result.evaluate(renamed, NAMES)
+    with pytest.raises(ValueError, match=r"`validation_data\[0\]` has the training columns in another order"):
+        ffnn_jax.train(frame, NAMES, validation_data=(reordered, NAMES), epochs=1)
+    path = str(tmp_path / "model.npz")
+    result.save(path)
+    reopened = ffnn_jax.load_model(path)
+    assert reopened.feature_names == result.feature_names
+    with pytest.raises(ValueError, match="another order"):
+        reopened.predict_proba(reordered)
+    checkpointed = ffnn_jax.train(frame, NAMES, hidden_sizes=(8,), epochs=1, checkpoint_dir=str(tmp_path / "ckpt"))
+    assert ffnn_jax.load_model(str(tmp_path / "ckpt")).feature_names == checkpointed.feature_names
