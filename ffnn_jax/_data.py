@@ -60,12 +60,16 @@ def check_feature_names(x, expected: Optional[Tuple[str, ...]], name: str = "x")
     """Raises a ``ValueError`` naming ``name`` when ``x`` is a DataFrame whose columns differ from
     the ``expected`` training columns (other names, or the same in another order, which would
     otherwise feed each column to the weights of another). Arrays and unnamed columns pass."""
-    given = feature_names_of(x)
-    if expected is None or given is None or given == tuple(expected):
+    check_names_match(feature_names_of(x), expected, name)
+
+
+def check_names_match(given: Optional[Tuple[str, ...]], expected: Optional[Tuple[str, ...]], name: str) -> None:
+    """:func:`check_feature_names` on the names themselves (None on either side: nothing to check)."""
+    if expected is None or given is None or tuple(given) == tuple(expected):
         return
     if sorted(given) == sorted(expected):
         raise ValueError(
-            f"`{name}` has the training columns in another order; select them as trained: x[{list(expected)!r}]"
+            f"`{name}` has the training columns in another order; give them in the trained order: {list(expected)!r}"
         )
     unseen = [c for c in given if c not in expected]
     missing = [c for c in expected if c not in given]
@@ -634,6 +638,16 @@ def resolve_target(
     header = [cell.strip() for cell in cells] if _is_header(cells) else None
     index = _target_index(-1 if target is None else target, header, len(cells), name=name, path=name_or_path)
     return TargetColumn(index, None if header is None else header[index])
+
+
+def csv_header(path: str) -> Optional[Tuple[str, ...]]:
+    """The column names of a CSV file's header row (:func:`load_csv`'s rule), or None without one."""
+    rows = _csv_rows(path)
+    first = next(rows, None)
+    rows.close()
+    if first is None or not _is_header(first[1]):
+        return None
+    return tuple(cell.strip() for cell in first[1])
 
 
 BUILTIN_DATASETS = {"digits": load_digits, "diabetes": load_diabetes}

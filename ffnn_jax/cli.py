@@ -24,7 +24,16 @@ import numpy as np
 from ._cache import enable_compilation_cache
 from ._checkpoint import atomic_write_bytes, save_params
 from ._config import TrainConfig
-from ._data import KERAS_NPZ_KEYS, _split_dataset, flat_rows_of, load_dataset, npz_has_test_split, resolve_target
+from ._data import (
+    KERAS_NPZ_KEYS,
+    _split_dataset,
+    check_names_match,
+    csv_header,
+    flat_rows_of,
+    load_dataset,
+    npz_has_test_split,
+    resolve_target,
+)
 from ._distributed import DEFAULT_TIMEOUT_S, initialize_distributed, is_primary
 from ._errors import check_positive_int
 from ._gradcheck import check_gradients
@@ -602,7 +611,7 @@ def _run_train(args, tracked: list, plots: list) -> int:
         **{f"test_{k}": v for k, v in test.items()},
         "config": result.config.to_dict(),
     }
-    result.save(os.path.join(folder, "params.npz"), overwrite=True)
+    _with_csv_names(result, args.dataset, target).save(os.path.join(folder, "params.npz"), overwrite=True)
     _write_metrics(folder, result.history, args.metrics_format)
     if confusion is not None:
         classes, matrix = confusion
@@ -637,6 +646,15 @@ def _run_train(args, tracked: list, plots: list) -> int:
     return 0
 
 
+def _with_csv_names(result, path: str, target):
+    """``result`` knowing the feature names of a CSV with a header (all but the ``target`` column),
+    so that ``predict`` on a CSV with its columns in another order is refused."""
+    header = csv_header(path) if target is not None else None
+    if header is None:
+        return result
+    return dataclasses.replace(result, feature_names=header[: target.index] + header[target.index + 1 :])
+
+
 def _features(path: str, n_features: int, target=None):
     """``(x, y or None)`` of a data set to predict on: a built-in name or .npz/.csv path whose
     target may be missing (a CSV with exactly ``n_features`` columns, an .npz without ``y``)."""
@@ -648,15 +666,18 @@ def _features(path: str, n_features: int, target=None):
                 raise ValueError(f"{path!r} has no array 'x' (or Keras' 'x_test'); it holds {arrays.files}")
             return flat_rows_of(arrays[x_key]), arrays[y_key] if y_key in arrays.files else None
     x, y = load_dataset(path, target=target)
-    if path.lower().endswith(".csv") and x.shape[1] == n_features - 1:
-        raise ValueError(f"{path!r} has {x.shape[1] + 1} columns; the model needs {n_features} features")
-    if path.lower().endswith(".csv") and x.shape[1] + 1 == n_features:
-        if target is not None:
-            raise ValueError(
-                f"{path!r} has {n_features} columns, as many as the model's features: it holds no `--target`"
-            )
-        return np.column_stack([x, y]).astype(np.float32), None  # no target: the last column was a feature
-    return x, y
+    if not path.lower().endswith(".csv") or x.shape[1] == n_features:
+        return x, y
+    if x.shape[1] + 1 != n_features:
+        raise ValueError(
+            f"{path!r} has {x.shape[1] + 1} columns; the model needs {n_features} features (and the CSV may add "
+            "a target column)"
+        )
+    if target is not None:
+        raise ValueError(f"{path!r} has {n_features} columns, as many as the model's features: it holds no `--target`")
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"{path!r}: its last column holds text, so it is no feature; the model needs {n_features}")
+    return np.column_stack([x, y]).astype(np.float32), None  # no target: the last column was a feature
 
 
 def run_predict(args) -> int:
@@ -668,6 +689,12 @@ def run_predict(args) -> int:
         )
     model = load_model(args.model)
     x, y = _features(args.dataset, model.layer_sizes[0], args.target)
+    header = csv_header(args.dataset) if args.dataset.lower().endswith(".csv") else None
+    if header is not None and model.feature_names is not None:  # the columns by name, not only by count
+        if y is not None:
+            index = resolve_target(args.dataset, args.target).index
+            header = header[:index] + header[index + 1 :]
+        check_names_match(header, model.feature_names, "--dataset")
     scores = None
     if y is not None:  # scored first: a target the model cannot score stops the command before any file is written
         try:
@@ -754,7 +781,8 @@ def run_sweep(args) -> int:
     if result.best is not None:
         best = result.best
         test = best.evaluate(x_test, y_test)
-        best.save(os.path.join(folder, "params.npz"), overwrite=True)
+        target = resolve_target(args.dataset, args.target)
+        _with_csv_names(best, args.dataset, target).save(os.path.join(folder, "params.npz"), overwrite=True)
         point = config.points[result.best_index]
         summary.update(
             best_point=point, best_row=result.table[result.best_index], **{f"test_{k}": v for k, v in test.items()}

@@ -265,6 +265,31 @@ def test_a_keras_layout_npz_trains_on_its_train_split_and_tests_on_its_test_spli
     assert f"wrote {len(images) - 1500} predictions" in capsys.readouterr().out  # the test split's rows
 
 
+def test_predict_reads_csv_columns_by_name_and_takes_a_csv_without_its_target(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(60, 3)) * [1.0, 5.0, 0.2]
+    labels = (features[:, 0] > 0).astype(int)
+    rows = [f"{a:.4f},{b:.4f},{c:.4f},{y}" for (a, b, c), y in zip(features, labels)]
+    train_csv = tmp_path / "train.csv"
+    train_csv.write_text("a,b,c,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    argv = ["train", "-d", str(train_csv), "-e", "3", "-sz", "8", "--no_progress", "--no_plot", "--out", str(out)]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    swapped = tmp_path / "swapped.csv"
+    swapped.write_text(
+        "b,a,c,label\n" + "\n".join(",".join(r.split(",")[i] for i in (1, 0, 2, 3)) for r in rows) + "\n"
+    )
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--model", str(out), "-d", str(swapped), "--out", str(tmp_path / "s.csv")])
+    assert "another order; give them in the trained order: ['a', 'b', 'c']" in capsys.readouterr().err
+    no_target = tmp_path / "features.csv"
+    no_target.write_text("a,b,c\n" + "\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n")
+    for name, data in (("with.csv", train_csv), ("without.csv", no_target)):
+        assert cli.main(["predict", "--model", str(out), "-d", str(data), "--out", str(tmp_path / name)]) == 0
+    assert (tmp_path / "with.csv").read_text() == (tmp_path / "without.csv").read_text()
+
+
 def test_a_classification_run_writes_its_confusion_matrix_and_per_class_accuracy(tmp_path):
     out = tmp_path / "run"
     assert cli.main(["train", "-e", "2", "-sz", "16", "--no_progress", "--out", str(out)]) == 0
