@@ -705,8 +705,10 @@ def load_dataset(
     )
 
 
-def _split_dataset(x: np.ndarray, y: np.ndarray, fraction: float, *, seed: int, name: str):
-    stratify = y if infer_task(y) == "classification" and y.ndim == 1 else None
+def _split_dataset(x: np.ndarray, y: np.ndarray, fraction: float, *, seed: int, name: str, task: str = "auto"):
+    """The train and test parts; stratified by class when ``task`` (or, for "auto", y) is classification."""
+    classes = task == "classification" or (task == "auto" and infer_task(y) == "classification")
+    stratify = y if classes and y.ndim == 1 else None
     keep, held = split_indices(len(x), fraction, seed=seed, stratify=stratify, name=name)
     return Dataset(x[keep], y[keep]), Dataset(x[held], y[held])
 

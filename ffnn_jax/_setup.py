@@ -70,19 +70,39 @@ def _validate_sample_weight(sample_weight, n: int, dtype) -> Optional[np.ndarray
     return w[:, 0]
 
 
+_FEW_CLASSES = 20  # more distinct integers than this, one of them seen once: a numeric target, most likely
+
+
+def check_auto_classes(y, subject: str = "`y`") -> None:
+    """Under ``task="auto"``, refuses integer labels ``y`` [n] that look like a numeric target
+    (diabetes' 214 distinct whole numbers in 442 rows, prices, ages) rather than classes: over
+    1000 distinct values, over 100 that are more than half the rows, or over 20 with one seen only
+    once. The error asks for the task instead of guessing."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu" or not is_label_column(y):
+        return
+    values, counts = np.unique(y, return_counts=True)
+    distinct, once = len(values), int(np.sum(counts == 1))
+    if distinct > MAX_AUTO_CLASSES or (distinct > 100 and distinct > len(y) // 2):
+        why = ""
+    elif distinct > _FEW_CLASSES and once:
+        why = f", {once} of them seen once (a class of one example)"
+    else:
+        return
+    raise ValueError(
+        f"{subject} holds {distinct} distinct integers{why}: with task='auto' that would be a {distinct}-class "
+        "classification. Pass task='regression' (ffnn-jax: --task regression) for numeric targets, or "
+        "task='classification'"
+    )
+
+
 def _task_and_loss(config: TrainConfig, y) -> Tuple[str, str]:
     if config.task != "auto":
         task = config.task
     else:
         task = infer_task(y, config.loss)
-        kind = np.asarray(y).dtype.kind
-        if task == "classification" and config.loss is None and kind in "iu" and is_label_column(y):
-            distinct = len(np.unique(np.asarray(y)))
-            if distinct > MAX_AUTO_CLASSES or (distinct > 100 and distinct > len(np.asarray(y)) // 2):
-                raise ValueError(
-                    f"`y` holds {distinct} distinct integers: with task='auto' that would be a {distinct}-class "
-                    "classification. Pass task='regression' for numeric targets, or task='classification'"
-                )
+        if task == "classification" and config.loss is None:
+            check_auto_classes(y)
     loss = config.loss or ("cross_entropy" if task == "classification" else "squared_error")
     if task == "classification" and loss == "poisson":
         raise ValueError("`loss`='poisson' is a regression loss; use task='regression' or 'auto'")

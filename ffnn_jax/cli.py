@@ -30,6 +30,7 @@ from ._data import (
     check_names_match,
     csv_header,
     flat_rows_of,
+    infer_task,
     load_dataset,
     npz_has_test_split,
     resolve_target,
@@ -44,7 +45,7 @@ from ._parallel import use_cpu_cores
 from ._params import WEIGHT_INITS, init_params, layer_sizes_of
 from ._run_checkpoint import CheckpointError
 from ._saved_model import load_model
-from ._setup import prepare, with_output_bias
+from ._setup import check_auto_classes, prepare, with_output_bias
 from ._train import TrainingDivergedError, TrainingInterrupted, train
 
 
@@ -114,6 +115,14 @@ def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True, c
         "--weight_init",
         default="xavier",
         help=f"weight init: {', '.join(WEIGHT_INITS)} (case-insensitive; default xavier)",
+    )
+    data.add_argument(
+        "--task",
+        default="auto",
+        type=str.lower,
+        choices=("auto", "classification", "regression"),
+        help="auto (default: whole-number or text targets are classes, other numbers a regression target), "
+        "classification or regression (e.g. a CSV of whole-number prices or ages)",
     )
     net.add_argument(
         "--output_bias",
@@ -272,7 +281,11 @@ def _load_splits(args):
     if args.dataset.lower() in ("mnist", "fashion_mnist") or npz_has_test_split(args.dataset):  # own test split
         return tuple(load_dataset(args.dataset, split, data_dir=args.data_dir) for split in ("train", "test"))
     x, y = load_dataset(args.dataset, data_dir=args.data_dir, target=args.target)
-    return _split_dataset(np.asarray(x), np.asarray(y), args.test_fraction, seed=args.seed, name="--test_fraction")
+    if args.task == "auto" and infer_task(y) == "classification":
+        check_auto_classes(y, f"the target of {args.dataset!r}")
+    return _split_dataset(
+        np.asarray(x), np.asarray(y), args.test_fraction, seed=args.seed, name="--test_fraction", task=args.task
+    )
 
 
 def _prepare_out_dir(args) -> str:
@@ -429,6 +442,7 @@ def _settings(args) -> dict:
         loss=args.loss,
         weight_init=args.weight_init,
         output_bias=args.output_bias,
+        task=args.task,
         optimizer=args.optimizer,
         learning_rate=args.learning_rate,
         momentum=args.momentum,

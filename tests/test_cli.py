@@ -290,6 +290,23 @@ def test_predict_reads_csv_columns_by_name_and_takes_a_csv_without_its_target(tm
     assert (tmp_path / "with.csv").read_text() == (tmp_path / "without.csv").read_text()
 
 
+def test_a_csv_of_whole_number_regression_targets_asks_for_the_task_flag(tmp_path, capsys):
+    from ffnn_jax import load_diabetes
+
+    data = load_diabetes()  # targets 25-346, whole numbers: written to a CSV they read as integers
+    path = tmp_path / "diabetes.csv"
+    header = ",".join([f"f{i}" for i in range(data.x.shape[1])] + ["progression"])
+    np.savetxt(path, np.column_stack([data.x, data.y]), delimiter=",", header=header, comments="", fmt="%g")
+    argv = ["train", "-d", str(path), "-e", "40", "--no_progress", "--no_plot"]
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--out", str(tmp_path / "auto")])
+    assert "214 distinct integers" in capsys.readouterr().err
+    assert not list((tmp_path / "auto").glob("*"))  # nothing written
+    assert cli.main([*argv, "--task", "regression", "--out", str(tmp_path / "run")]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["layer_sizes"][-1] == 1 and summary["test_r2"] > 0.4
+
+
 def test_a_classification_run_writes_its_confusion_matrix_and_per_class_accuracy(tmp_path):
     out = tmp_path / "run"
     assert cli.main(["train", "-e", "2", "-sz", "16", "--no_progress", "--out", str(out)]) == 0

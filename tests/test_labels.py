@@ -106,3 +106,14 @@ def test_cli_float64_writes_float64_params(tmp_path):
     with pytest.warns(UserWarning, match="standardized inputs"):  # the CLI standardizes by default
         params, meta = ffnn_jax.load_params(str(out / "params.npz"))
     assert params[0].W.dtype == np.float64 and meta["config"]["dtype"] == "float64"
+
+
+def test_whole_number_targets_with_classes_of_one_example_ask_which_task_is_meant(digits):
+    x, _ = digits
+    ages = np.arange(len(x)) % 60 + 18  # 60 whole-number values
+    ages[0] = 99  # one of them seen once
+    with pytest.raises(ValueError, match=r"61 distinct integers, 1 of them seen once.*--task regression"):
+        ffnn_jax.train(x, ages, epochs=1)
+    assert ffnn_jax.train(x, ages, task="regression", epochs=1, hidden_sizes=(4,)).task == "regression"
+    assert ffnn_jax.train(x, ages, task="classification", epochs=1, hidden_sizes=(4,)).layer_sizes[-1] == 61
+    assert ffnn_jax.train(x, ages % 20, epochs=1, hidden_sizes=(4,)).task == "classification"  # 20 classes: as given
