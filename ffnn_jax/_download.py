@@ -344,9 +344,11 @@ def _not_found_message(name, split, missing, looked, failures, download) -> str:
     elif not download:
         lines.append("Nothing was downloaded (download=False).")
     lines.append("To get the files:")
+    either = ""
     if name in DEBIAN_PACKAGES:
         lines.append(f"  - install the system copy: apt-get install {DEBIAN_PACKAGES[name]}")
+        either = "or "
     files = ", ".join(f for pair in FILES.values() for f in pair)
-    lines.append(f"  - or pass --data_dir DIR (data_dir=DIR), a folder holding the four files {files}")
+    lines.append(f"  - {either}pass --data_dir DIR (data_dir=DIR), a folder holding the four files {files}")
     lines.append("  - or set a mirror holding them: mirror=URL, or the environment variable FFNN_JAX_DATA_MIRROR=URL")
     return "\n".join(lines)
