@@ -71,8 +71,7 @@ def save_model(path: str, model: TrainedModel, *, overwrite: bool = False) -> No
     if callable(activation):
         raise ValueError(
             f"this model's activation {_name_of(activation)!r} is a custom function, which load_model could not "
-            "rebuild; "
-            "save its weights with ffnn_jax.save_params(path, model.params)"
+            "rebuild; save its weights with ffnn_jax.save_params(path, model.params)"
         )
     config = getattr(model, "config", None)
     described = (model.model, model.task, model.l2, model.standardizer, model.classes, model.feature_names)

@@ -660,13 +660,20 @@ def _run_train(args, tracked: list, plots: list) -> int:
     return 0
 
 
+def _csv_feature_names(path: str, target_index: Optional[int]) -> Optional[tuple]:
+    """The header names of a CSV's feature columns: all but ``target_index`` (None: the CSV holds no
+    target); None for other data sets and for a CSV without a header."""
+    header = csv_header(path) if path.lower().endswith(".csv") else None
+    if header is None or target_index is None:
+        return header
+    return header[:target_index] + header[target_index + 1 :]
+
+
 def _with_csv_names(result, path: str, target):
-    """``result`` knowing the feature names of a CSV with a header (all but the ``target`` column),
-    so that ``predict`` on a CSV with its columns in another order is refused."""
-    header = csv_header(path) if target is not None else None
-    if header is None:
-        return result
-    return dataclasses.replace(result, feature_names=header[: target.index] + header[target.index + 1 :])
+    """``result`` knowing the feature names of a CSV with a header, so that ``predict`` on a CSV with
+    its columns in another order is refused (``target``: the CSV's target column, None otherwise)."""
+    names = _csv_feature_names(path, target.index) if target is not None else None
+    return result if names is None else dataclasses.replace(result, feature_names=names)
 
 
 def _features(path: str, n_features: int, target=None):
@@ -703,12 +710,10 @@ def run_predict(args) -> int:
         )
     model = load_model(args.model)
     x, y = _features(args.dataset, model.layer_sizes[0], args.target)
-    header = csv_header(args.dataset) if args.dataset.lower().endswith(".csv") else None
-    if header is not None and model.feature_names is not None:  # the columns by name, not only by count
-        if y is not None:
-            index = resolve_target(args.dataset, args.target).index
-            header = header[:index] + header[index + 1 :]
-        check_names_match(header, model.feature_names, "--dataset")
+    if model.feature_names is not None:  # a CSV's columns by name, not only by count
+        target = resolve_target(args.dataset, args.target) if y is not None else None
+        names = _csv_feature_names(args.dataset, None if target is None else target.index)
+        check_names_match(names, model.feature_names, "--dataset")
     scores = None
     if y is not None:  # scored first: a target the model cannot score stops the command before any file is written
         try:
