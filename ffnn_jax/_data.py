@@ -184,16 +184,35 @@ CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy")
 
 
 def infer_task(y, loss: Optional[str] = None) -> str:
-    """The task implied by a canonical ``loss`` name, else by y's dtype.
+    """The task implied by a canonical ``loss`` name, else by y's dtype and shape.
 
     Cross-entropies mean classes even for float targets (one-hot or 0/1 rows); Poisson targets
-    are integer counts but a regression; otherwise integer, bool or string labels mean classification.
+    are integer counts but a regression; integer, bool or string labels mean classification, and
+    so do float one-hot rows [n, k ≥ 2] (``to_categorical``'s and :func:`one_hot`'s output);
+    other float targets mean regression.
     """
     if loss in CLASSIFICATION_LOSSES:
         return "classification"
     if loss == "poisson":
         return "regression"
-    return "classification" if np.asarray(y).dtype.kind in "biuUSO" else "regression"
+    y = np.asarray(y)
+    return "classification" if y.dtype.kind in "biuUSO" or is_one_hot(y) else "regression"
+
+
+def whole_number_labels(y: np.ndarray) -> Optional[np.ndarray]:
+    """``y`` as int32 labels when it is a float column of whole numbers within int32 (how files,
+    which have no dtype, mark class labels: a CSV's target, a CLI's .npz), else None."""
+    y = np.asarray(y)
+    if y.dtype.kind != "f" or not np.all(np.isfinite(y)):
+        return None
+    return y.astype(np.int32) if np.all(y == np.round(y)) and np.all(np.abs(y) < 2**31) else None
+
+
+def is_one_hot(y: np.ndarray) -> bool:
+    """Whether ``y`` is [n, k ≥ 2] rows of zeros with exactly one 1 each."""
+    if y.ndim != 2 or y.shape[1] < 2 or y.shape[0] == 0 or y.dtype.kind not in "biuf":
+        return False
+    return bool(np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1))
 
 
 def validate_y(
@@ -562,8 +581,8 @@ def load_csv(path: str, target_column: int | str = -1) -> Dataset:
     if table is not None and np.all(np.isfinite(table)):
         y = table[:, column]
         x = np.delete(table, column, axis=1)
-        labels = np.all(y == np.round(y)) and np.all(np.abs(y) < 2**31)
-        return Dataset(x.astype(np.float32), y.astype(np.int32) if labels else y.astype(np.float32))
+        labels = whole_number_labels(y)
+        return Dataset(x.astype(np.float32), y.astype(np.float32) if labels is None else labels)
     names = _text_labels(path, records, header, column)
     if names is None:
         raise _bad_cell_error(path, records, header)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._data import Standardizer, check_feature_names, infer_task, validate_x, validate_y
+from ._data import Standardizer, check_feature_names, infer_task, is_one_hot, validate_x, validate_y
 from ._gradcheck import x64_scope
 from ._labels import encode_with
 from ._losses import canonical_loss
@@ -93,6 +93,13 @@ def evaluate(
         multi_label=loss == "binary_cross_entropy",
         dtype=dtype,
     )
+    if y.ndim == 2 and y.shape[1] != n_out:
+        raise ValueError(f"`y` has {y.shape[1]} columns, but the network has {n_out} outputs")
+    if task == "regression" and y.ndim == 1 and n_out != 1:
+        raise ValueError(
+            f"`y` holds one regression target per row, but the network has {n_out} outputs: pass targets "
+            f"[n, {n_out}], or class labels as integers (or task='classification') for a classifier"
+        )
     model = ModelSpec(activation, loss, task == "classification")
     metrics = evaluate_arrays(params, x, y, jax.device_put(np.float32(weight_decay)), model=model)
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -165,9 +172,11 @@ class TrainedModel:
         save_model(path, self, overwrite=overwrite)
 
     def evaluate(self, x, y) -> dict:
-        """``{"loss", "accuracy"}`` (classification) or ``{"loss", "r2"}`` on raw inputs and labels as given."""
+        """``{"loss", "accuracy"}`` (classification) or ``{"loss", "r2"}`` on raw inputs and labels as
+        given (or one-hot rows [n, k], columns in the order of ``classes``)."""
         if self._single_label():
-            y = encode_with(self.classes, y, "y")
+            one_hot_rows = is_one_hot(np.asarray(y)) and np.shape(y)[1] == len(self.classes)
+            y = np.argmax(np.asarray(y), axis=1) if one_hot_rows else encode_with(self.classes, y, "y")
         with self._dtype_scope():
             return evaluate(
                 self.params,

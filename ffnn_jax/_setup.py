@@ -7,6 +7,7 @@ places the data on the device once.
 """
 
 import hashlib
+import warnings
 from typing import NamedTuple, Optional, Tuple
 
 import jax
@@ -26,6 +27,7 @@ from ._data import (
     split_indices,
     validate_x,
     validate_y,
+    whole_number_labels,
 )
 from ._flat_rows import FlatRows, flat_view
 from ._labels import MAX_AUTO_CLASSES, encode_labels, encode_with, is_label_column
@@ -96,6 +98,40 @@ def check_auto_classes(y, subject: str = "`y`") -> None:
     )
 
 
+def _described(values: np.ndarray) -> str:
+    shown = ", ".join(str(v) for v in values[:5])
+    return shown + (", ..." if len(values) > 5 else "")
+
+
+def warn_if_float_labels(y) -> None:
+    """Under ``task="auto"``, warns that float targets [n] / [n, k] that look like class labels
+    (at most 20 distinct whole numbers, or 0/1 rows) are trained as a regression, and names the
+    settings that decide it. One pass over ``y``; only for float targets."""
+    y = np.asarray(y)
+    labels = whole_number_labels(y) if y.size else None
+    if labels is None:
+        return
+    if y.ndim == 2 and y.shape[1] > 1:
+        if np.all((labels == 0) | (labels == 1)):
+            warnings.warn(
+                f"`y` is float rows of 0s and 1s [{y.shape[0]}, {y.shape[1]}] (not one-hot): trained as a "
+                "multi-output regression (squared error). For multi-label classification pass "
+                "loss='binary_cross_entropy'; pass task='regression' to silence this warning",
+                UserWarning,
+                stacklevel=6,  # train()'s caller (through _task_and_loss, prepare, _train)
+            )
+        return
+    values = np.unique(labels)
+    if len(values) <= _FEW_CLASSES:
+        warnings.warn(
+            f"`y` is float but holds only {len(values)} distinct whole numbers ({_described(values)}): trained as "
+            "a regression (squared error), as float targets are. For class labels pass task='classification' "
+            "or integer labels; pass task='regression' to silence this warning",
+            UserWarning,
+            stacklevel=6,  # train()'s caller (through _task_and_loss, prepare, _train)
+        )
+
+
 def _task_and_loss(config: TrainConfig, y) -> Tuple[str, str]:
     if config.task != "auto":
         task = config.task
@@ -103,6 +139,8 @@ def _task_and_loss(config: TrainConfig, y) -> Tuple[str, str]:
         task = infer_task(y, config.loss)
         if task == "classification" and config.loss is None:
             check_auto_classes(y)
+        elif config.loss is None:
+            warn_if_float_labels(y)
     loss = config.loss or ("cross_entropy" if task == "classification" else "squared_error")
     if task == "classification" and loss == "poisson":
         raise ValueError("`loss`='poisson' is a regression loss; use task='regression' or 'auto'")

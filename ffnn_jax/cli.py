@@ -26,6 +26,7 @@ from ._checkpoint import atomic_write_bytes, save_params
 from ._config import TrainConfig
 from ._data import (
     KERAS_NPZ_KEYS,
+    Dataset,
     _split_dataset,
     check_names_match,
     csv_header,
@@ -34,10 +35,12 @@ from ._data import (
     load_dataset,
     npz_has_test_split,
     resolve_target,
+    whole_number_labels,
 )
 from ._distributed import DEFAULT_TIMEOUT_S, initialize_distributed, is_primary
 from ._errors import check_positive_int
 from ._gradcheck import check_gradients
+from ._labels import is_label_column
 from ._losses import LOSS_ALIASES
 from ._model import ACTIVATIONS
 from ._optim import OPTIMIZERS, SCHEDULES
@@ -276,11 +279,24 @@ def _hidden_sizes(args) -> tuple:
     return (args.hidden_size,) * args.num_layers
 
 
+def _file_labels(dataset: str, y) -> Optional[np.ndarray]:
+    """An .npz's float target column of whole numbers as int labels, as a CSV's is (task "auto");
+    None for other targets and for the built-in sets, whose task is known."""
+    return whole_number_labels(y) if dataset.lower().endswith(".npz") and is_label_column(y) else None
+
+
 def _load_splits(args):
     resolve_target(args.dataset, args.target, name="--target")  # a bad --target is named before data is read
     if args.dataset.lower() in ("mnist", "fashion_mnist") or npz_has_test_split(args.dataset):  # own test split
-        return tuple(load_dataset(args.dataset, split, data_dir=args.data_dir) for split in ("train", "test"))
+        train, test = (load_dataset(args.dataset, split, data_dir=args.data_dir) for split in ("train", "test"))
+        labels = [_file_labels(args.dataset, part.y) if args.task == "auto" else None for part in (train, test)]
+        if all(part is not None for part in labels):
+            train, test = (Dataset(part.x, part_labels) for part, part_labels in zip((train, test), labels))
+            check_auto_classes(train.y, f"the target of {args.dataset!r}")
+        return train, test
     x, y = load_dataset(args.dataset, data_dir=args.data_dir, target=args.target)
+    labels = _file_labels(args.dataset, y) if args.task == "auto" else None
+    y = y if labels is None else labels
     if args.task == "auto" and infer_task(y) == "classification":
         check_auto_classes(y, f"the target of {args.dataset!r}")
     return _split_dataset(

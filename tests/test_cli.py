@@ -265,6 +265,24 @@ def test_a_keras_layout_npz_trains_on_its_train_split_and_tests_on_its_test_spli
     assert f"wrote {len(images) - 1500} predictions" in capsys.readouterr().out  # the test split's rows
 
 
+def test_an_npz_of_float_labels_is_classification_as_a_csv_of_them_is(tmp_path, capsys):
+    from ffnn_jax import load_diabetes, load_digits
+
+    digits, diabetes = load_digits(), load_diabetes()
+    labels, targets = tmp_path / "labels.npz", tmp_path / "targets.npz"
+    np.savez(labels, x=digits.x, y=digits.y.astype(np.float64))  # as np.loadtxt or pandas give labels
+    np.savez(targets, x=diabetes.x, y=diabetes.y)  # float whole numbers, 214 of them: a numeric target
+    out = tmp_path / "run"
+    argv = ["train", "-e", "10", "-sz", "16", "--no_progress", "--no_plot"]
+    assert cli.main([*argv, "-d", str(labels), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layer_sizes"][-1] == 10 and summary["test_accuracy"] > 0.8  # was a 1-output regression
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "-d", str(targets), "--out", str(tmp_path / "auto")])
+    assert "214 distinct integers" in capsys.readouterr().err
+    assert cli.main([*argv, "-d", str(targets), "--task", "regression", "--out", str(tmp_path / "reg")]) == 0
+
+
 def test_predict_reads_csv_columns_by_name_and_takes_a_csv_without_its_target(tmp_path, capsys):
     rng = np.random.default_rng(1)
     features = rng.normal(size=(60, 3)) * [1.0, 5.0, 0.2]

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import warnings
 
 import jax
 import numpy as np
@@ -117,3 +118,41 @@ def test_whole_number_targets_with_classes_of_one_example_ask_which_task_is_mean
     assert ffnn_jax.train(x, ages, task="regression", epochs=1, hidden_sizes=(4,)).task == "regression"
     assert ffnn_jax.train(x, ages, task="classification", epochs=1, hidden_sizes=(4,)).layer_sizes[-1] == 61
     assert ffnn_jax.train(x, ages % 20, epochs=1, hidden_sizes=(4,)).task == "classification"  # 20 classes: as given
+
+
+def test_float_one_hot_rows_are_classification_without_naming_the_loss(digits):
+    x, y = digits
+    rows = ffnn_jax.one_hot(y, 10)  # float32, as keras' to_categorical gives them
+    result = ffnn_jax.train(x, rows, **FAST)
+    assert result.task == "classification" and "train_accuracy" in result.history  # was a 10-output regression
+    labels = ffnn_jax.train(x, y, **FAST)
+    np.testing.assert_allclose(result.params[0].W, labels.params[0].W, rtol=1e-5, atol=1e-6)
+    assert result.evaluate(x, rows) == pytest.approx(labels.evaluate(x, y))
+    assert labels.evaluate(x, rows) == pytest.approx(labels.evaluate(x, y))  # one-hot rows for a model of labels
+    assert ffnn_jax.evaluate(labels.params, x, rows)["accuracy"] == pytest.approx(labels.evaluate(x, y)["accuracy"])
+
+
+def test_float_targets_that_look_like_labels_are_a_regression_with_a_warning_naming_the_task(digits):
+    x, y = digits
+    with pytest.warns(
+        UserWarning, match=r"only 10 distinct whole numbers \(0, 1, 2, 3, 4, \.\.\.\).*task='classification'"
+    ):
+        result = ffnn_jax.train(x, y.astype(np.float32), epochs=1, hidden_sizes=(4,))
+    assert result.task == "regression"
+    with pytest.warns(UserWarning, match="loss='binary_cross_entropy'"):
+        ffnn_jax.train(x, np.stack([y > 4, y % 2 == 0], 1).astype(np.float32), epochs=1, hidden_sizes=(4,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning once the task is named, nor for real-valued targets
+        ffnn_jax.train(x, y.astype(np.float32), task="regression", epochs=1, hidden_sizes=(4,))
+        ffnn_jax.train(x, y + 0.5, epochs=1, hidden_sizes=(4,))
+        named = ffnn_jax.train(x, y.astype(np.float32), task="classification", epochs=1, hidden_sizes=(4,))
+    assert named.layer_sizes[-1] == 10 and named.predict(x[:3]).dtype.kind == "i"
+
+
+def test_evaluate_names_the_shape_mismatch_of_float_labels_for_a_classifier(digits):
+    x, y = digits
+    result = ffnn_jax.train(x, y, **FAST)
+    with pytest.raises(ValueError, match=r"one regression target per row, but the network has 10 outputs"):
+        ffnn_jax.evaluate(result.params, x, y.astype(np.float32))  # was NumPy's "cannot reshape"
+    with pytest.raises(ValueError, match="`y` has 3 columns, but the network has 10 outputs"):
+        ffnn_jax.evaluate(result.params, x, ffnn_jax.one_hot(y % 3, 3))
