@@ -132,8 +132,9 @@ def train(
 ) -> TrainResult:
     """Trains a feedforward network on ``x`` [n, d_in] and ``y`` and returns a :class:`TrainResult`.
 
-    ``y`` of integer labels [n] (0..k−1) or one-hot [n, k] means classification (softmax over k
-    outputs); float targets [n] or [n, d_out] mean regression; ``loss="binary_cross_entropy"``
+    ``y`` of integer, bool or string labels [n] or one-hot rows [n, k] (int or float) means
+    classification (softmax over k outputs); other float targets [n] or [n, d_out] mean regression
+    (float labels such as 0., 1., 2. too, with a warning; ``task=`` decides); ``loss="binary_cross_entropy"``
     with 0/1 targets [n] or [n, k] means sigmoid outputs (binary or multi-label). Every keyword of
     :class:`TrainConfig` is accepted (``hidden_sizes``, ``activation``, ``loss``, ``optimizer``,
     ``learning_rate``, ``epochs``, ``batch_size`` (None: full batch), ``seed``, ``weight_decay``,
