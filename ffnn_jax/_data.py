@@ -106,7 +106,8 @@ def validate_x(
         return x
     x = _as_numeric_array(name, x)
     if x.ndim != 2:
-        raise ValueError(f"`{name}` must be 2-D [n_samples, n_features], got shape {x.shape}")
+        hint = f"; flatten each sample into a row: {name}.reshape(len({name}), -1)" if x.ndim > 2 else ""
+        raise ValueError(f"`{name}` must be 2-D [n_samples, n_features], got shape {x.shape}{hint}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"`{name}` must be non-empty, got shape {x.shape}")
     if n_features is not None and x.shape[1] != n_features:

@@ -37,7 +37,7 @@ BAD_INPUTS = [
     (dict(x=_with(X, (3, 1), np.inf)), ValueError, "`x` must be finite"),
     (dict(y=_with(Y, 2, np.nan)), ValueError, "`y` must be finite"),
     (dict(x=X[:, 0]), ValueError, r"`x` must be 2-D"),
-    (dict(x=X[None]), ValueError, r"`x` must be 2-D"),
+    (dict(x=X[None]), ValueError, r"`x` must be 2-D .*flatten each sample into a row: x.reshape\(len\(x\), -1\)"),
     (dict(y=Y[:-1]), ValueError, "same number of samples"),
     (dict(x=X[:0], y=Y[:0]), ValueError, "`x` must be non-empty"),
     (dict(y=_with(Y, 0, -1).astype(int), n_classes=3), ValueError, "must hold the integers 0..2 when `n_classes`=3"),
