@@ -8,6 +8,7 @@ import concurrent.futures
 import csv
 import gzip
 import os
+import re
 import struct
 import zipfile
 import zlib
@@ -448,15 +449,44 @@ def _check_file(path: str) -> None:
         raise FileNotFoundError(f"`dataset` file {path!r} does not exist")
 
 
+def _delimiter(first_line: str) -> str:
+    """The field separator of a CSV file from its first line: the most frequent of ``,``, ``;``
+    (Excel's in locales with decimal commas) and tab; ``;`` or tab where one ties with ``,``
+    (``5,1;3,5`` is two fields with decimal commas)."""
+    unquoted = re.sub(r'"[^"]*"', "", first_line)
+    best = max(";\t", key=unquoted.count)
+    return best if unquoted.count(best) >= max(unquoted.count(","), 1) else ","
+
+
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")
+
+
+def _decimal_points(cells):
+    return [cell.replace(",", ".") if _DECIMAL_COMMA.fullmatch(cell.strip()) else cell for cell in cells]
+
+
 def _csv_rows(path: str):
     """Yields ``(line number, cells)`` for each non-blank CSV record; a file that is not CSV text
-    is a ValueError naming it."""
+    is a ValueError naming it.
+
+    The separator is ``,``, ``;`` or tab (:func:`_delimiter`); with ``;``, numbers written with a
+    decimal comma (``5,1``) are read as ``5.1``. A header whose first name is empty (``,a,b``: the
+    row index that pandas' ``to_csv`` writes) drops that column from every row: it numbers the
+    rows, it is not a feature."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: drop an Excel byte-order mark
-            reader = csv.reader(f, strict=True)
+            delimiter = _delimiter(f.readline())
+            f.seek(0)
+            reader = csv.reader(f, delimiter=delimiter, strict=True)
+            drop_index = None
             for cells in reader:
-                if cells:
-                    yield reader.line_num, cells
+                if not cells:
+                    continue
+                if delimiter == ";":
+                    cells = _decimal_points(cells)
+                if drop_index is None:
+                    drop_index = len(cells) > 1 and cells[0].strip() == "" and _is_header(cells)
+                yield reader.line_num, cells[1:] if drop_index else cells
     except UnicodeDecodeError as error:
         raise ValueError(f"CSV file {path!r} is not UTF-8 text ({error.reason}); is it a CSV file?") from None
     except csv.Error as error:

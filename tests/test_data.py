@@ -10,6 +10,7 @@ from test_train import _CompileCounter
 import ffnn_jax
 from ffnn_jax._data import (
     TargetColumn,
+    csv_header,
     fit_standardizer,
     infer_task,
     load_csv,
@@ -247,6 +248,26 @@ HEADERS = [
 @pytest.mark.parametrize("text, y", HEADERS, ids=["names", "pandas-index", "na-name", "numbers", "floats"])
 def test_a_first_row_is_a_header_when_its_names_outnumber_its_numbers(tmp_path, text, y):
     assert load_csv(_csv(tmp_path, text)).y.tolist() == y
+
+
+SAME_TABLE = {
+    "commas": "a,b,label\n1.5,2,0\n-3,4.25,1\n",
+    "pandas-index": ",a,b,label\n0,1.5,2,0\n7,-3,4.25,1\n",  # df.to_csv(): the row index, unnamed, first
+    "semicolons": "a;b;label\n1.5;2;0\n-3;4.25;1\n",
+    "decimal-commas": "a;b;label\n1,5;2;0\n-3;4,25;1\n",  # Excel where the decimal mark is a comma
+    "tabs": "a\tb\tlabel\n1.5\t2\t0\n-3\t4.25\t1\n",
+    "crlf": "a,b,label\r\n1.5,2,0\r\n-3,4.25,1\r\n",
+}
+
+
+@pytest.mark.parametrize("layout", SAME_TABLE)
+def test_csv_separators_decimal_commas_and_a_pandas_index_read_as_the_same_table(tmp_path, layout):
+    path = tmp_path / "d.csv"
+    path.write_bytes(SAME_TABLE[layout].encode())
+    x, y = load_csv(str(path))
+    np.testing.assert_array_equal(x, [[1.5, 2], [-3, 4.25]])  # the index was a feature; ';' files one text column
+    assert y.tolist() == [0, 1] and resolve_target(str(path)) == TargetColumn(2, "label")
+    assert csv_header(str(path)) == ("a", "b", "label")
 
 
 MISSING = [
