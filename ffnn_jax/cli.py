@@ -279,26 +279,24 @@ def _hidden_sizes(args) -> tuple:
     return (args.hidden_size,) * args.num_layers
 
 
-def _file_labels(dataset: str, y) -> Optional[np.ndarray]:
-    """An .npz's float target column of whole numbers as int labels, as a CSV's is (task "auto");
-    None for other targets and for the built-in sets, whose task is known."""
-    return whole_number_labels(y) if dataset.lower().endswith(".npz") and is_label_column(y) else None
+def _auto_targets(args, part: Dataset) -> Dataset:
+    """``part`` under ``--task auto``: an .npz's float target column of whole numbers becomes int
+    labels, as a CSV's is (the built-in sets keep theirs: their task is known)."""
+    labels = whole_number_labels(part.y) if args.dataset.lower().endswith(".npz") and is_label_column(part.y) else None
+    return part if args.task != "auto" or labels is None else Dataset(part.x, labels)
 
 
 def _load_splits(args):
     resolve_target(args.dataset, args.target, name="--target")  # a bad --target is named before data is read
     if args.dataset.lower() in ("mnist", "fashion_mnist") or npz_has_test_split(args.dataset):  # own test split
-        train, test = (load_dataset(args.dataset, split, data_dir=args.data_dir) for split in ("train", "test"))
-        labels = [_file_labels(args.dataset, part.y) if args.task == "auto" else None for part in (train, test)]
-        if all(part is not None for part in labels):
-            train, test = (Dataset(part.x, part_labels) for part, part_labels in zip((train, test), labels))
-            check_auto_classes(train.y, f"the target of {args.dataset!r}")
-        return train, test
-    x, y = load_dataset(args.dataset, data_dir=args.data_dir, target=args.target)
-    labels = _file_labels(args.dataset, y) if args.task == "auto" else None
-    y = y if labels is None else labels
-    if args.task == "auto" and infer_task(y) == "classification":
-        check_auto_classes(y, f"the target of {args.dataset!r}")
+        parts = [_auto_targets(args, load_dataset(args.dataset, s, data_dir=args.data_dir)) for s in ("train", "test")]
+    else:
+        parts = [_auto_targets(args, load_dataset(args.dataset, data_dir=args.data_dir, target=args.target))]
+    if args.task == "auto" and infer_task(parts[0].y) == "classification":
+        check_auto_classes(parts[0].y, f"the target of {args.dataset!r}")
+    if len(parts) == 2:
+        return tuple(parts)
+    x, y = parts[0]
     return _split_dataset(
         np.asarray(x), np.asarray(y), args.test_fraction, seed=args.seed, name="--test_fraction", task=args.task
     )
