@@ -39,6 +39,7 @@ from ._step import init_train_state as init_train_state
 from ._step import make_train_step as make_train_step
 from ._sweep import SweepResult as SweepResult
 from ._sweep import sweep as sweep
+from ._sweep_checkpoint import SweepInterrupted as SweepInterrupted
 from ._train import TrainingDivergedError as TrainingDivergedError
 from ._train import TrainingInterrupted as TrainingInterrupted
 from ._train import TrainResult as TrainResult

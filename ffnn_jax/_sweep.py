@@ -13,6 +13,8 @@ for all of them and their first layer is one wide product (``_loop._run_members_
 A structure with more members than fit in memory (or than ``max_members``) runs in chunks
 of one width, so it still compiles once. :func:`train_members` is the engine (members given one by
 one, each with its own data key): :class:`ffnn_jax.SweepSearchCV` runs scikit-learn fits through it.
+With a ``checkpoint_dir`` each chunk is saved as it goes and a resumed sweep continues it
+(:mod:`ffnn_jax._sweep_checkpoint`).
 """
 
 import contextlib
@@ -21,7 +23,9 @@ import dataclasses
 import hashlib
 import io
 import itertools
+import json
 import os
+import signal
 import time
 from numbers import Integral
 from typing import Any, Callable, Dict, Hashable, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -32,7 +36,7 @@ import numpy as np
 
 from ._checkpoint import atomic_write_bytes
 from ._config import TrainConfig
-from ._distributed import check_same_everywhere, smallest_everywhere
+from ._distributed import any_process, check_same_everywhere, smallest_everywhere
 from ._errors import check_positive_int
 from ._gradcheck import x64_scope
 from ._labels import is_label_column
@@ -40,7 +44,10 @@ from ._loop import RunState, run_members
 from ._parallel import gather_to_host, make_mesh, replicate, shard_leading
 from ._setup import Setup, epochs_per_dispatch, place, prepare, sampled_rows, setup
 from ._stopping import watched_value
-from ._train import TrainResult, append_rows, make_result, train
+from ._sweep_checkpoint import FORMAT as CHECKPOINT_FORMAT
+from ._sweep_checkpoint import VERSION as CHECKPOINT_VERSION
+from ._sweep_checkpoint import SweepCheckpoints, SweepInterrupted
+from ._train import _DEFERRED, TrainResult, _check_checkpointing, _signals_deferred, append_rows, make_result, train
 from ._types import Params
 
 
@@ -184,6 +191,10 @@ def sweep(
     max_members: Optional[int] = None,
     progress: Optional[Callable[[int, int, Optional[dict]], Any]] = None,
     devices=None,
+    checkpoint_dir: Optional[str] = None,
+    checkpoint_every: int = 1,
+    keep_checkpoints: int = 2,
+    resume: bool = False,
     **settings,
 ) -> SweepResult:
     """Trains every point of ``grid`` (× ``folds``) as members of one compiled program per structure.
@@ -216,6 +227,14 @@ def sweep(
         process a sweep with fewer members than devices uses that many devices). Every
         process of a multi-process run calls ``sweep`` alike and gets every member's result. On a
         CPU, :func:`ffnn_jax.use_cpu_cores` first makes one device per core (members side by side).
+      checkpoint_dir: save every chunk of members there (their whole run states, stacked) every
+        ``checkpoint_every`` epochs, when it ends and on SIGINT/SIGTERM, keeping the newest
+        ``keep_checkpoints`` files of each; SIGINT/SIGTERM then end the sweep with
+        :class:`SweepInterrupted` once it is saved. A folder that holds a sweep is refused unless
+        ``resume``.
+      resume: continue the sweep saved in ``checkpoint_dir``: finished chunks are read back,
+        the others go on from their newest valid checkpoint, and the results equal an
+        uninterrupted sweep's. Every argument but ``epochs`` must be the same.
 
     Returns:
       A :class:`SweepResult`. A member that diverges is reported (status ``diverged at epoch e``),
@@ -248,11 +267,17 @@ def sweep(
         }
         where = [(point, fold) for point in range(len(points)) for fold in range(len(pairs))]
     reporter = None if progress is None else _best_so_far(progress, points, where)
+    checkpoints = None
+    if checkpoint_dir is not None:  # the folder checked against this sweep before anything compiles
+        _check_checkpointing(checkpoint_dir, checkpoint_every, keep_checkpoints, resume)
+        about = _sweep_about(points, base, (x_all, y_all, validation_data, w_all), pairs, max_members)
+        checkpoints = SweepCheckpoints(checkpoint_dir, about=about, every=checkpoint_every, keep=keep_checkpoints,
+                                       resume=resume)  # fmt: skip
     check_same_everywhere({"settings": {"grid": points, **{name: repr(v) for name, v in settings.items()}},
                            "data": {"x": _sampled_digest(x_all), "y": _sampled_digest(y_all), "folds": repr(folds)}})  # fmt: skip
     trained = train_members(
         [Member(configs[point], fold) for point, fold in where], arrays, max_members=max_members, progress=reporter,
-        devices=devices,
+        devices=devices, checkpoints=checkpoints,
     )  # fmt: skip
     results, monitor = trained.results, trained.monitor  # monitor as train() resolves it: val_loss with validation
     table = _table(points, where, results, monitor, None if pairs is None else len(pairs))
@@ -266,6 +291,27 @@ def sweep(
             best = next(r for (point, _), r in zip(where, results) if point == best_index)
     names = tuple(dict.fromkeys(name for point in points for name in point))
     return SweepResult(table, results, best, best_index, monitor, trained.programs, names)
+
+
+def _sweep_about(points, base: TrainConfig, data: tuple, pairs, max_members) -> dict:
+    """What a sweep's checkpoints must agree with to be resumed (JSON types): the grid, the
+    shared settings less ``epochs``, digests of the data and of the folds' rows."""
+    x, y, validation_data, sample_weight = data
+    digests = {"x": _sampled_digest(x), "y": _sampled_digest(y)}
+    if validation_data is not None:
+        digests.update(x_val=_sampled_digest(np.asarray(validation_data[0])),
+                       y_val=_sampled_digest(np.asarray(validation_data[1])))  # fmt: skip
+    if sample_weight is not None:
+        digests["sample_weight"] = _sampled_digest(sample_weight)
+    if pairs is not None:
+        rows = hashlib.sha256()
+        for train_rows, held_rows in pairs:
+            rows.update(np.asarray(train_rows, np.int64).tobytes() + b"|" + np.asarray(held_rows, np.int64).tobytes())
+        digests["folds"] = f"{len(pairs)} folds, rows {rows.hexdigest()}"
+    settings = {name: value for name, value in base.to_dict().items() if name != "epochs"}
+    about = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "grid": points,
+             "settings": {**settings, "max_members": max_members}, "data": digests}  # fmt: skip
+    return json.loads(json.dumps(about, default=repr))
 
 
 def fold_pairs(folds, x, y, *, seed: int) -> List[Tuple[np.ndarray, np.ndarray]]:
@@ -344,6 +390,7 @@ def train_members(
     max_members: Optional[int] = None,
     progress: Optional[Callable[[int, int, Dict[int, TrainResult], str], Any]] = None,
     devices=None,
+    checkpoints: Optional[SweepCheckpoints] = None,
 ) -> Trained:
     """Every member as its standalone ``train()`` call, in one compiled program per structure.
 
@@ -351,7 +398,8 @@ def train_members(
     those that compile alike (run spec, state and data shapes) run together, ``max_members``
     at a time (see :func:`sweep`). ``progress(done, total, finished, monitor)`` follows each
     chunk, ``finished`` mapping the chunk's member indices to their results. ``devices``: the
-    member axis split over a mesh of them (see :func:`sweep`).
+    member axis split over a mesh of them (see :func:`sweep`). ``checkpoints``: each chunk
+    saved (and, resuming, restored) there.
     """
     mesh = make_mesh(devices, axis="members")
     if mesh is not None and jax.process_count() == 1 and mesh.size > len(members):  # no device left idle
@@ -375,7 +423,7 @@ def train_members(
         monitor = groups[0][0][1].spec.rule.monitor
         results: List[Optional[TrainResult]] = [None] * len(members)
         done = 0
-        for group in groups:
+        for program, group in enumerate(groups):
             stacked = len({keys[index] for index, _ in group}) > 1  # members' own data sets, stacked
             limit = max_members if max_members is not None else budget // member_bytes(group[0][1], stacked)
             size = int(np.clip(limit, 1, len(group)))
@@ -383,7 +431,8 @@ def train_members(
             for start in range(0, len(group), size):
                 chunk = group[start : start + size]
                 padded = chunk + [chunk[-1]] * (size - len(chunk))  # one program per structure, whatever is left
-                chunk_results = _run_chunk(padded, members, keys, datasets, stacked, mesh)
+                store = None if checkpoints is None else checkpoints.store(program, chunk[0][0])
+                chunk_results = _run_chunk(padded, members, keys, datasets, stacked, mesh, checkpoints, store)
                 finished = dict(zip([index for index, _ in chunk], chunk_results))  # the copies dropped
                 for index, result in finished.items():
                     results[index] = result
@@ -439,9 +488,12 @@ def _stack(trees):
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-def _run_chunk(chunk, members_of_sweep, keys, datasets, stacked: bool, mesh=None) -> List[TrainResult]:
+def _run_chunk(chunk, members_of_sweep, keys, datasets, stacked: bool, mesh=None, checkpoints=None,
+               store=None) -> List[TrainResult]:  # fmt: skip
     """One compiled program over the chunk's members (data shared, or ``stacked`` per member; the
-    member axis split over ``mesh``); the host loop over its chunks of epochs."""
+    member axis split over ``mesh``); the host loop over its chunks of epochs. With ``store``
+    (of ``checkpoints``) the chunk starts from its newest checkpoint when resuming, is saved
+    every ``checkpoints.every`` epochs and at its end, and SIGINT/SIGTERM end it once saved."""
     indices = [index for index, _ in chunk]
     members = [member for _, member in chunk]
     names = members[0].names
@@ -450,37 +502,55 @@ def _run_chunk(chunk, members_of_sweep, keys, datasets, stacked: bool, mesh=None
     per_device = len(members) // (1 if mesh is None else mesh.size)
     n_rows = members[0].spec.rows or len(members[0].train_data[1])  # y's rows (x may be sparse)
     spec = members[0].spec._replace(chunk=epochs_per_dispatch(members[0].run.train.params, n_rows * per_device))
+    every = None if store is None else checkpoints.every
+    if every is not None:
+        spec = spec._replace(chunk=min(spec.chunk, every))  # a dispatch never crosses a checkpoint
     if not stacked:
         train_data, val_data, data_axis = members[0].train_data, members[0].val_data, None
     else:
         train_data, val_data, data_axis = _stack([m.train_data for m in members]), None, 0
         if members[0].val_data is not None:
             val_data = _stack([m.val_data for m in members])
-    runs: RunState = shard_leading(_stack([m.run for m in members]), mesh)
+    runs: RunState = _stack([m.run for m in members])
+    histories: List[dict] = [{} for _ in indices]
+    epoch = np.zeros(len(indices), np.int64)
+    restored = None if store is None else checkpoints.restore(store, runs, indices)
+    if restored is not None:
+        runs, epoch, histories = restored
+    runs = shard_leading(runs, mesh)
     numbers = shard_leading(_stack([jax.tree_util.tree_map(jnp.asarray, m.numbers) for m in members]), mesh)
     if mesh is not None:
         put = shard_leading if stacked else replicate
         train_data, val_data = put(train_data, mesh), put(val_data, mesh)
     configs = [members_of_sweep[index].config for index in indices]
     epochs = np.array([config.epochs for config in configs])
-    histories: List[dict] = [{} for _ in indices]
-    epoch = np.zeros(len(indices), np.int64)
-    while True:
-        flags = np.stack(gather_to_host([runs.epoch, runs.stopped, runs.diverged]), axis=1)
-        todo = np.where(flags[:, 1] | flags[:, 2], 0, epochs - flags[:, 0])
-        if todo.max() <= 0:
-            break
-        start = time.perf_counter()
-        order_key = None if stacked else _one_order_key(runs.train.key, todo > 0, mesh)
-        todo = shard_leading(jnp.asarray(todo, jnp.int32), mesh)
-        runs, (rows, out) = run_members(runs, train_data, val_data, todo, numbers, order_key, spec=spec,
-                                        data_axis=data_axis)  # fmt: skip
-        rows, out = gather_to_host((rows, out))
-        after = out[:, 0].astype(np.int64)
-        seconds = (time.perf_counter() - start) / max(1, int((after - epoch).max()))
-        for m in range(len(indices)):
-            append_rows(histories[m], names, rows[m], int(epoch[m]), int(after[m]), seconds)
-        epoch = after
+    with _signals_deferred(_DEFERRED if store is not None else ()) as caught:
+        try:
+            while True:
+                flags = np.stack(gather_to_host([runs.epoch, runs.stopped, runs.diverged]), axis=1)
+                todo = np.where(flags[:, 1] | flags[:, 2], 0, epochs - flags[:, 0])
+                if todo.max() <= 0:
+                    break
+                if every is not None:  # each member's dispatch ends at its next multiple of `every`
+                    todo = np.minimum(todo, every - flags[:, 0] % every)
+                start = time.perf_counter()
+                order_key = None if stacked else _one_order_key(runs.train.key, todo > 0, mesh)
+                todo = shard_leading(jnp.asarray(todo, jnp.int32), mesh)
+                runs, (rows, out) = run_members(runs, train_data, val_data, todo, numbers, order_key, spec=spec,
+                                                data_axis=data_axis)  # fmt: skip
+                rows, out = gather_to_host((rows, out))
+                after = out[:, 0].astype(np.int64)
+                seconds = (time.perf_counter() - start) / max(1, int((after - epoch).max()))
+                for m in range(len(indices)):
+                    append_rows(histories[m], names, rows[m], int(epoch[m]), int(after[m]), seconds)
+                if store is not None:
+                    _save_chunk(store, every, runs, indices, epoch, after, epochs, out, histories, caught)
+                epoch = after
+                if caught:
+                    raise SweepInterrupted(signal.Signals(caught[0]).name, checkpoints.folder)
+        finally:
+            if store is not None:
+                store.close()
     # Every member's run on the host, whichever device (or process) trained it: one transfer, then
     # NumPy slices (a jitted slice per leaf and member cost 0.25 s of a 2 s 64-member sweep).
     runs = gather_to_host(runs)
@@ -489,6 +559,21 @@ def _run_chunk(chunk, members_of_sweep, keys, datasets, stacked: bool, mesh=None
         run = jax.tree_util.tree_map(lambda leaf: leaf[m], runs)
         results.append(make_result(configs[m], datasets[keys[index]][0], spec, run, histories[m]))
     return results
+
+
+def _save_chunk(store, every: int, runs, indices, before, after, epochs, flags, histories, caught: list) -> None:
+    """Saves the chunk when a member reached a multiple of ``every`` epochs, every member ended,
+    or a signal came (on any process: every process then stops at this dispatch). ``flags``:
+    the dispatch's [members, 5] epoch, stopped, diverged, ...; ``before``/``after``: epochs [members]."""
+    (signalled,) = any_process(bool(caught))
+    if signalled and not caught:
+        caught.append(signal.SIGTERM)
+    ended = (after >= epochs) | (flags[:, 1] != 0) | (flags[:, 2] != 0)
+    if not (caught or ended.all() or (after // every > before // every).any()):
+        return
+    about = {"members": list(indices), "epochs": after.tolist(), "histories": histories}
+    # the file's number grows with every epoch any member takes, so the newest file is the latest save
+    store.save(gather_to_host(runs), epoch=int(after.sum()), history={}, about=about, wait=bool(caught))
 
 
 def _one_order_key(keys, running: np.ndarray, mesh):

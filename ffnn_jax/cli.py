@@ -60,7 +60,7 @@ def _target_flag(text: str) -> int | str:
         return text
 
 
-def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True, checkpoints: bool = True) -> None:
+def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True, what: str = "run") -> None:
     data = parser.add_argument_group("data")
     data.add_argument(
         "-d",
@@ -218,21 +218,22 @@ def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True, c
         choices=("jsonl", "csv"),
         help="per-epoch metrics file format (default jsonl)",
     )
-    if checkpoints:  # a sweep keeps no checkpoints (yet): it does not offer flags it would ignore
-        out.add_argument(
-            "--checkpoint_dir",
-            default=None,
-            help="where the whole run is saved after every --checkpoint_every epochs, at the end and on "
-            "SIGINT/SIGTERM (default <out>/checkpoints)",
-        )
-        out.add_argument("--checkpoint_every", type=int, default=1, help="epochs between checkpoints (default 1)")
-        out.add_argument("--keep_checkpoints", type=int, default=2, help="newest checkpoints kept (default 2)")
-        out.add_argument(
-            "--resume",
-            action="store_true",
-            help="continue the run in --out from its newest checkpoint (the flags it was started with are reused; "
-            "only -e may change); with no checkpoint yet, start it",
-        )
+    out.add_argument(
+        "--checkpoint_dir",
+        default=None,
+        help=f"where the whole {what} is saved after every --checkpoint_every epochs, at the end and on "
+        "SIGINT/SIGTERM (default <out>/checkpoints)",
+    )
+    out.add_argument("--checkpoint_every", type=int, default=1, help="epochs between checkpoints (default 1)")
+    out.add_argument("--keep_checkpoints", type=int, default=2,
+                     help="newest checkpoints kept" + (" of each chunk of members" if what == "sweep" else "")
+                     + " (default 2)")  # fmt: skip
+    out.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"continue the {what} in --out from its newest checkpoint (the flags it was started with are reused; "
+        "only -e may change); with no checkpoint yet, start it",
+    )
     out.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
     out.add_argument("--no_plot", dest="plot", action="store_false", help="do not write loss_curve.png")
     tracking = parser.add_argument_group("Weights & Biases (pip install 'ffnn_jax[wandb]'; WANDB_MODE=offline)")
@@ -308,10 +309,9 @@ def _prepare_out_dir(args) -> str:
     )
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(f"`--out` {folder!r} is a file, not a folder; choose another path")
-    resume = getattr(args, "resume", False)  # `sweep` has no --resume
+    resume = args.resume
     if os.path.isdir(folder) and os.listdir(folder) and not (args.overwrite or resume):
-        hint = "pass --resume or --overwrite" if hasattr(args, "resume") else "or pass --overwrite"
-        raise ValueError(f"`--out` folder {folder!r} is not empty; choose another, {hint}")
+        raise ValueError(f"`--out` folder {folder!r} is not empty; choose another, pass --resume or --overwrite")
     if resume and args.out is None:
         raise ValueError("`--resume` needs `--out`, the folder of the run to continue")
     try:
@@ -498,10 +498,17 @@ def _out_dir_of_primary(args) -> str:
     return args.out
 
 
+def _save_command(args, folder: str, primary: bool) -> None:
+    """The flags of this run or sweep, in ``folder`` for ``--resume``."""
+    flags = {name: value for name, value in vars(args).items() if name not in _NOT_SAVED}
+    if primary:
+        atomic_write_bytes(os.path.join(folder, _COMMAND_FILE), json.dumps(flags, indent=2).encode(), overwrite=True)
+
+
 def _with_saved_flags(parser: argparse.ArgumentParser, argv: List[str]) -> argparse.Namespace:
-    """``ffnn-jax train --out DIR --resume [...]``: the flags DIR was started with, overridden by those given."""
+    """``ffnn-jax train|sweep --out DIR --resume [...]``: the flags DIR was started with, overridden by those given."""
     args = parser.parse_args(argv)
-    if args.command != "train" or not args.resume or args.out is None:
+    if args.command not in ("train", "sweep") or not args.resume or args.out is None:
         return args
     path = os.path.join(args.out, _COMMAND_FILE)
     if not os.path.isfile(path):
@@ -512,8 +519,8 @@ def _with_saved_flags(parser: argparse.ArgumentParser, argv: List[str]) -> argpa
     def typed(action) -> bool:
         return any(arg == opt or arg.startswith(opt + "=") for arg in argv for opt in action.option_strings)
 
-    train_parser = parser._subparsers._group_actions[0].choices["train"]  # argparse has no public path to it
-    for action in train_parser._actions:
+    command_parser = parser._subparsers._group_actions[0].choices[args.command]  # argparse has no public path to it
+    for action in command_parser._actions:
         if action.dest in saved and not typed(action):
             setattr(args, action.dest, saved[action.dest])
     return args
@@ -561,9 +568,7 @@ def _run_train(args, tracked: list, plots: list) -> int:
             print("matplotlib is not installed: no pictures (pip install 'ffnn_jax[cli]')", file=sys.stderr)
     (x, y), (x_test, y_test) = _load_splits(args)
     target = resolve_target(args.dataset, args.target)  # None unless a .csv (already checked by _load_splits)
-    flags = {name: value for name, value in vars(args).items() if name not in _NOT_SAVED}
-    if primary:
-        atomic_write_bytes(os.path.join(folder, _COMMAND_FILE), json.dumps(flags, indent=2).encode(), overwrite=True)
+    _save_command(args, folder, primary)
     checkpoint_dir = args.checkpoint_dir or os.path.join(folder, "checkpoints")
     progress = _Progress(args.epochs, args.progress and primary)
     jsonl = args.metrics_format == "jsonl" and primary
@@ -762,13 +767,17 @@ def run_predict(args) -> int:
 def run_sweep(args) -> int:
     """Runs ``ffnn-jax sweep``: the YAML's grid (or random points) as one program per structure."""
     from ._sweep import sweep
+    from ._sweep_checkpoint import SweepInterrupted
     from ._sweep_config import parse_sweep_config
 
+    if args.config is None:
+        raise ValueError("`--config` is required: the sweep YAML (or --out DIR --resume, for a sweep started in DIR)")
     try:
         with open(args.config) as f:
             text = f.read()
     except OSError as error:
         raise FileNotFoundError(f"`--config` {args.config!r} cannot be read: {error.strerror or error}") from None
+    args.config = os.path.abspath(args.config)  # as saved for --resume, from whichever folder it is run
     config = parse_sweep_config(text, seed=args.seed, num_layers=args.num_layers, hidden_size=args.hidden_size)
     settings = {**_settings(args), "monitor": config.monitor}
     for point in config.points:
@@ -781,6 +790,8 @@ def run_sweep(args) -> int:
     devices = "all" if alone_on_cpu and args.cpu_devices != 1 and len(jax.devices()) > 1 else None
     folder = _prepare_out_dir(args) if primary else _out_dir_of_primary(args)
     (x, y), (x_test, y_test) = _load_splits(args)
+    _save_command(args, folder, primary)
+    checkpoint_dir = args.checkpoint_dir or os.path.join(folder, "checkpoints")
     start = time.perf_counter()
     bar = _Progress(len(config.points), args.progress and primary, unit="member")
     best_key = "best_" + config.monitor
@@ -790,12 +801,25 @@ def run_sweep(args) -> int:
         bar.advance(done, shown)
 
     try:
-        result = sweep(x, y, grid=config.points, progress=progress, devices=devices, **settings)
-    except KeyboardInterrupt:
+        result = sweep(x, y, grid=config.points, progress=progress, devices=devices, checkpoint_dir=checkpoint_dir,
+                       checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
+                       resume=args.resume, **settings)  # fmt: skip
+    except SweepInterrupted as interrupt:
         bar.close()
-        print(f"ffnn-jax: sweep stopped by SIGINT after {bar.done} of {len(config.points)} members; nothing was "
-              f"written to {folder} (a sweep is not resumable: run it again)", file=sys.stderr)  # fmt: skip
+        if primary:
+            print(f"ffnn-jax: sweep stopped by {interrupt.signal} after {bar.done} of {len(config.points)} members "
+                  f"finished; every member is saved in {checkpoint_dir}.\nTo finish it: ffnn-jax sweep --out "
+                  f"{folder} --resume", file=sys.stderr)  # fmt: skip
+        return 128 + int(getattr(signal, interrupt.signal))
+    except KeyboardInterrupt:  # before the members' loop (reading data, setting up): nothing to save yet
+        bar.close()
+        print(f"ffnn-jax: sweep stopped by SIGINT before training; run it again (with --resume to keep what "
+              f"{checkpoint_dir} holds)", file=sys.stderr)  # fmt: skip
         return 128 + int(signal.SIGINT)
+    except CheckpointError as error:
+        bar.close()
+        print(f"ffnn-jax: {error}", file=sys.stderr)
+        return 1
     bar.close()
     seconds = time.perf_counter() - start
     if not primary:
@@ -945,11 +969,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a grid (or random sample) of settings from a wandb-style YAML, as one program per structure",
         description="Sweep the parameters of a wandb-style YAML; the other flags set what all members share.",
     )
-    sweep_parser.add_argument("--config", required=True, help="the sweep YAML (method, metric, parameters, run_cap)")
+    sweep_parser.add_argument("--config", default=None,
+                              help="the sweep YAML (method, metric, parameters, run_cap); required unless --resume "
+                              "reuses the one --out was started with")  # fmt: skip
     sweep_parser.add_argument("--cpu_devices", type=int, default=None,
                               help="on a CPU, devices the members are split over, trained side by side (default: "
                               "one per core; 1: one device); ignored on an accelerator and with several processes")  # fmt: skip
-    _add_train_flags(sweep_parser, checkpoints=False)
+    _add_train_flags(sweep_parser, what="sweep")
     sweep_parser.set_defaults(run=run_sweep)
     show_parser = commands.add_parser(
         "show", help="draw one sample image per class", description="One sample image per class, with its name."

@@ -5,6 +5,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 
@@ -77,6 +78,39 @@ def test_resume_reuses_the_flags_the_run_started_with_and_only_epochs_may_change
         cli.main(["train", "--out", out, "--resume", "-e", "5", "-b", "64", "--no_progress"])
     assert caught.value.code == 2
     assert "`batch_size` = 32" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def reference_sweep(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("reference_sweep") / "run")
+    _, stderr = kill_resume.start(out, command="sweep").communicate(timeout=300)
+    assert os.path.isfile(os.path.join(out, "sweep.csv")), stderr
+    return kill_resume.finished_run(out)
+
+
+def test_kill_9_mid_sweep_then_resume_equals_the_uninterrupted_sweep(tmp_path, reference_sweep):
+    out = str(tmp_path / "run")
+    landed = kill_resume.kill_and_resume(out, kills=2, rng=random.Random(2), mid_write=[], command="sweep")
+    assert landed >= 1
+    _assert_same_as(reference_sweep, out)  # the table, every member's metrics and the best point's params
+
+
+def test_sigterm_saves_a_cli_sweep_says_how_to_resume_and_resume_reuses_its_flags(tmp_path, reference_sweep):
+    out = str(tmp_path / "run")
+    process = kill_resume.start(out, command="sweep")
+    while kill_resume.newest_checkpoint(out) == "" and process.poll() is None:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("the sweep finished before the signal arrived")
+    assert process.returncode == 143, stderr
+    assert "sweep stopped by SIGTERM" in stderr and f"ffnn-jax sweep --out {out} --resume" in stderr
+    assert not os.path.exists(os.path.join(out, "sweep.csv"))
+    finish = subprocess.run([sys.executable, "-m", "ffnn_jax", "sweep", "--out", out, "--resume"],  # flags saved
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert finish.returncode == 0, finish.stderr
+    _assert_same_as(reference_sweep, out)
 
 
 def test_predict_reopens_a_standardized_run_and_writes_a_csv(tmp_path, capsys):

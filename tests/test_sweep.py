@@ -323,9 +323,9 @@ def test_a_sweep_with_fewer_members_than_devices_leaves_the_other_devices_out(di
     runs = []
     run_chunk = ffnn_jax._sweep._run_chunk
 
-    def recorded(chunk, members, keys, datasets, stacked, mesh=None):
+    def recorded(chunk, members, keys, datasets, stacked, mesh=None, *checkpointing):
         runs.append((len(chunk), None if mesh is None else mesh.size))
-        return run_chunk(chunk, members, keys, datasets, stacked, mesh)
+        return run_chunk(chunk, members, keys, datasets, stacked, mesh, *checkpointing)
 
     monkeypatch.setattr(ffnn_jax._sweep, "_run_chunk", recorded)
     assert len(jax.devices()) == 2  # the suite's forced CPU devices

@@ -1,0 +1,133 @@
+"""Checkpoints of a sweep: each chunk of members saved as one run checkpoint of their stacked state.
+
+A sweep's ``checkpoint_dir`` holds ``sweep.json`` (what the sweep is: its grid, the settings its
+members share less ``epochs``, digests of its data and its folds) and one folder per chunk of
+members, ``chunk-<program>-<first member>``, of :mod:`ffnn_jax._run_checkpoint` files: the
+chunk's run states stacked on the member axis and, in their ``about``, the members' indices,
+epochs and histories. A resumed sweep builds every chunk as a fresh one would, then restores it
+from its newest valid file: a finished chunk runs nothing, the others go on from their last save
+exactly as if they had not been stopped.
+"""
+
+import json
+import os
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from ._checkpoint import atomic_write_bytes
+from ._distributed import any_process, is_primary
+from ._run_checkpoint import CheckpointError, CheckpointStore, newest_valid, restore_into
+from ._setup import resumed
+
+
+MANIFEST, FORMAT, VERSION = "sweep.json", "ffnn_jax.sweep", 1
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM arrived during a sweep with a ``checkpoint_dir``: the running
+    dispatch finished and its chunk was saved. ``signal``: its name; ``checkpoint_dir``: where
+    ``sweep(..., checkpoint_dir=..., resume=True)`` continues it."""
+
+    def __init__(self, signal_name: str, checkpoint_dir: str):
+        super().__init__(
+            f"the sweep was stopped by {signal_name}; its members are saved in {checkpoint_dir!r}. To finish it, "
+            "call sweep() again with the same arguments and resume=True (ffnn-jax sweep: the same flags plus --resume)"
+        )
+        self.signal, self.checkpoint_dir = signal_name, checkpoint_dir
+
+
+class SweepCheckpoints:
+    """A sweep's checkpoint folder: its manifest checked (or written) on creation, before
+    anything compiles; :meth:`store` gives each chunk its own run-checkpoint folder.
+
+    ``about`` describes the sweep (JSON types, without ``epochs``); ``resume`` False refuses a
+    folder that already holds a sweep, so no saved sweep is overwritten.
+    """
+
+    def __init__(self, folder: str, *, about: dict, every: int, keep: int, resume: bool):
+        self.folder, self.every, self.keep, self.resume = os.path.abspath(folder), every, keep, resume
+        path = os.path.join(self.folder, MANIFEST)
+        refusal = None
+        try:
+            if os.path.exists(path):
+                saved = _read_manifest(path)
+                if not resume:
+                    raise ValueError(
+                        f"`checkpoint_dir` {folder!r} holds the checkpoints of a sweep: pass resume=True (ffnn-jax "
+                        "sweep: --resume) to continue it, or choose another folder (or remove this one) to start anew"
+                    )
+                _check_same_sweep(saved, about, path)
+        except ValueError as error:
+            refusal = error
+        # every process looks before process 0 writes the manifest (else the others would find it, as a sweep's)
+        (refused_somewhere,) = any_process(refusal is not None)
+        if refusal is not None:
+            raise refusal
+        if refused_somewhere:
+            raise ValueError(f"another process refused `checkpoint_dir` {folder!r} (its error says why)")
+        if is_primary() and not os.path.exists(path):
+            try:
+                atomic_write_bytes(path, json.dumps(about, indent=1).encode(), overwrite=True)
+            except OSError as error:
+                raise CheckpointError(
+                    f"`checkpoint_dir` {folder!r} is not a writable folder ({error.strerror or error})", path=folder
+                ) from error
+
+    def store(self, program: int, first: int) -> CheckpointStore:
+        """The run-checkpoint store of the chunk of ``program`` whose first member is ``first``."""
+        folder = os.path.join(self.folder, f"chunk-{program:03d}-{first:06d}")
+        return CheckpointStore(folder, keep=self.keep, write=is_primary())
+
+    def restore(self, store: CheckpointStore, template, members: List[int]) -> Optional[Tuple]:
+        """``(runs, epochs [members], histories)`` of the chunk's newest valid checkpoint, its
+        arrays in ``template``'s tree (host arrays); None when resuming nothing."""
+        saved = newest_valid(store.folder) if self.resume else None
+        if saved is None:
+            return None
+        about = saved.meta["about"]
+        if about.get("members") != members:
+            raise ValueError(
+                f"cannot resume from {saved.path!r}: that chunk held members {about.get('members')}, this sweep's "
+                f"chunk holds {members}; the sweep was split into chunks otherwise (pass the max_members and devices "
+                "it ran with)"
+            )
+        runs = resumed(restore_into(template, saved), template)  # a schedule's length follows this call's epochs
+        return runs, np.asarray(about["epochs"], np.int64), about["histories"]
+
+
+def _read_manifest(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            saved = json.loads(f.read())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path!r} is not a readable sweep manifest ({type(error).__name__}: {error})") from None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise ValueError(f"{path!r} is not an ffnn_jax sweep manifest")
+    if saved.get("version") != VERSION:
+        raise ValueError(f"{path!r} has sweep format version {saved.get('version')}; this ffnn_jax reads {VERSION}")
+    return saved
+
+
+def _check_same_sweep(saved: dict, about: dict, path: str) -> None:
+    for part in ("grid", "settings", "data"):
+        ours, theirs = about[part], saved.get(part)
+        if part == "grid":
+            if ours != theirs:
+                raise ValueError(
+                    f"cannot resume the sweep of {path!r}: it was made with the grid {theirs}, this call has {ours} "
+                    "(or use a new checkpoint_dir)"
+                )
+            continue
+        theirs = theirs or {}
+        for name in sorted(set(ours) | set(theirs)):
+            if ours.get(name) == theirs.get(name):
+                continue
+            if part == "settings":
+                made = f"`{name}` = {theirs.get(name)!r}, this call has {ours.get(name)!r}"
+            else:  # digests of sampled rows: which argument differs is what the user can act on
+                made = f"other data: the digest of `{name}` (its shape and sampled rows) differs"
+            raise ValueError(
+                f"cannot resume the sweep of {path!r}: it was made with {made}; only `epochs` may change "
+                "(or use a new checkpoint_dir)"
+            )
