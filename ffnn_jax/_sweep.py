@@ -46,7 +46,7 @@ from ._setup import Setup, epochs_per_dispatch, place, prepare, sampled_rows, se
 from ._stopping import watched_value
 from ._sweep_checkpoint import FORMAT as CHECKPOINT_FORMAT
 from ._sweep_checkpoint import VERSION as CHECKPOINT_VERSION
-from ._sweep_checkpoint import SweepCheckpoints, SweepInterrupted
+from ._sweep_checkpoint import SweepCheckpoints, SweepInterrupted, chunk_checkpoint
 from ._train import _DEFERRED, TrainResult, _check_checkpointing, _signals_deferred, append_rows, make_result, train
 from ._types import Params
 
@@ -571,9 +571,9 @@ def _save_chunk(store, every: int, runs, indices, before, after, epochs, flags, 
     ended = (after >= epochs) | (flags[:, 1] != 0) | (flags[:, 2] != 0)
     if not (caught or ended.all() or (after // every > before // every).any()):
         return
-    about = {"members": list(indices), "epochs": after.tolist(), "histories": histories}
     # the file's number grows with every epoch any member takes, so the newest file is the latest save
-    store.save(gather_to_host(runs), epoch=int(after.sum()), history={}, about=about, wait=bool(caught))
+    tree, saved = chunk_checkpoint(gather_to_host(runs), indices, after, histories)
+    store.save(tree, history={}, wait=bool(caught), **saved)
 
 
 def _one_order_key(keys, running: np.ndarray, mesh):

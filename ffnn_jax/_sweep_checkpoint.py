@@ -3,8 +3,10 @@
 A sweep's ``checkpoint_dir`` holds ``sweep.json`` (what the sweep is: its grid, the settings its
 members share less ``epochs``, digests of its data and its folds) and one folder per chunk of
 members, ``chunk-<program>-<first member>``, of :mod:`ffnn_jax._run_checkpoint` files: the
-chunk's run states stacked on the member axis and, in their ``about``, the members' indices,
-epochs and histories. A resumed sweep builds every chunk as a fresh one would, then restores it
+chunk's run states stacked on the member axis and their histories as one float64 array
+[members, columns, epochs] (NaN past a member's last epoch; JSON of every value would make each
+save cost more as the sweep goes), and in their ``about`` the members' indices, epochs and the
+history's column names. A resumed sweep builds every chunk as a fresh one would, then restores it
 from its newest valid file: a finished chunk runs nothing, the others go on from their last save
 exactly as if they had not been stopped.
 """
@@ -92,8 +94,33 @@ class SweepCheckpoints:
                 f"chunk holds {members}; the sweep was split into chunks otherwise (pass the max_members and devices "
                 "it ran with)"
             )
-        runs = resumed(restore_into(template, saved), template)  # a schedule's length follows this call's epochs
-        return runs, np.asarray(about["epochs"], np.int64), about["histories"]
+        table = saved.arrays[-1]  # the histories, the tree's last leaf (see chunk_checkpoint), float64 as saved
+        runs, _ = restore_into((template, np.zeros_like(table)), saved)
+        runs = resumed(runs, template)  # a schedule's length follows this call's epochs
+        epochs = np.asarray(about["epochs"], np.int64)
+        columns = about["history_columns"]
+        histories = [
+            {name: _column(name, table[m, j, : epochs[m]]) for j, name in enumerate(columns)} if epochs[m] else {}
+            for m in range(len(members))
+        ]
+        return runs, epochs, histories
+
+
+def chunk_checkpoint(runs, members: List[int], epochs: np.ndarray, histories: List[dict]) -> Tuple:
+    """``(tree, epoch=, about=)`` for :meth:`CheckpointStore.save` of a chunk: its stacked
+    ``runs`` and the members' histories as one array, the members' indices and ``epochs``."""
+    columns = list(next((history for history in histories if history), {}))
+    table = np.full((len(members), len(columns), max(1, int(epochs.max()))), np.nan)
+    for m, history in enumerate(histories):
+        for j, name in enumerate(columns):
+            values = history.get(name, [])
+            table[m, j, : len(values)] = values
+    about = {"members": list(members), "epochs": epochs.tolist(), "history_columns": columns}
+    return (runs, table), {"epoch": int(epochs.sum()), "about": about}
+
+
+def _column(name: str, values: np.ndarray) -> list:
+    return [int(v) for v in values] if name == "epoch" else values.tolist()
 
 
 def _read_manifest(path: str) -> dict:
