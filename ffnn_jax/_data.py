@@ -565,7 +565,13 @@ def _bad_cell_error(path: str, records, header, skip_column: Optional[int] = Non
                 f"CSV file {path!r}, {where}: {cell!r} is not a finite number; the trainer needs a number in "
                 "every cell (fill in or drop missing values)"
             )
-            if header is None and line == records[0][0] and cell.strip().lower() not in _MISSING_CELLS:
+            is_text = cell.strip().lower() not in _MISSING_CELLS and not _is_number(cell)
+            if is_text and header is not None:  # a categorical feature, such as a colour or a town
+                message = (
+                    f"CSV file {path!r}, {where}: {cell!r} is text, and features must be numbers; encode this "
+                    "column as numbers (one 0/1 column per category, e.g. pandas.get_dummies) or drop it"
+                )
+            if header is None and line == records[0][0] and is_text:
                 message += (
                     "; this first row was read as data, not as a header, as its names do not outnumber its numbers"
                 )

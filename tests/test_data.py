@@ -310,9 +310,10 @@ def test_a_text_target_column_is_read_as_class_names(tmp_path, text, target):
         ("a,y\n1,yes\n2,\n", r"line 3, column index 1 \('y'\): the target '' is missing"),
         ("a,y\n1,yes\n2,NA\n", r"line 3, .*the target 'NA' is missing"),
         ("a,y\n1,3.5\n2,4.1\n3,4..2\n", r"mixes text \(line 4: '4..2'\) with numbers \(line 2: '3.5'\)"),
-        ("a,y\n1,yes\nx,no\n", r"line 3, column index 0 \('a'\): 'x' is not a finite number"),
+        ("a,y\n1,yes\nx,no\n", r"line 3, column index 0 \('a'\): 'x' is text, and features must be numbers"),
+        ("colour,a,y\nred,1,0\nblue,2,1\n", r"\('colour'\): 'red' is text.*one 0/1 column per category"),
     ],
-    ids=["empty-target", "NA-target", "typo-in-numeric-target", "text-feature"],
+    ids=["empty-target", "NA-target", "typo-in-numeric-target", "text-feature", "categorical-feature"],
 )
 def test_a_text_target_with_a_gap_a_number_or_a_text_feature_is_an_error_naming_the_cell(tmp_path, text, message):
     with pytest.raises(ValueError, match=message):
