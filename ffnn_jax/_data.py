@@ -86,8 +86,23 @@ def _as_numeric_array(name: str, value) -> np.ndarray:
     except Exception as error:  # ragged lists and the like
         raise TypeError(f"`{name}` must be a numeric array, could not convert it: {error}") from None
     if array.dtype.kind not in "biuf":
-        raise TypeError(f"`{name}` must hold real numbers (bool, int or float), got dtype {array.dtype}")
+        raise TypeError(f"`{name}` must hold real numbers (bool, int or float), got dtype {array.dtype}"
+                        + _non_numeric_columns(value))  # fmt: skip
     return array
+
+
+def _non_numeric_columns(frame) -> str:
+    """For a DataFrame, the columns that are not numbers (text, categories) and what to do; else ""."""
+    dtypes = getattr(frame, "dtypes", None)
+    if dtypes is None or not hasattr(dtypes, "items"):
+        return ""
+    names = [str(column) for column, dtype in dtypes.items() if getattr(dtype, "kind", "O") not in "biuf"]
+    if not names:
+        return ""
+    return (
+        f"; its columns {names} are not numbers (text or categories): encode them as numbers (one 0/1 column "
+        "per category, e.g. pandas.get_dummies) or drop them"
+    )
 
 
 def validate_x(

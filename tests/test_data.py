@@ -80,6 +80,14 @@ def test_bad_input_is_rejected_with_the_argument_named_before_anything_compiles(
     assert compiles.count == 0
 
 
+def test_a_dataframe_with_text_or_category_columns_is_refused_naming_them():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"size": [1.0, 2.0, 3.0], "colour": ["red", "blue", "red"]})
+    frame["kind"] = pd.Categorical(["a", "b", "a"])
+    with pytest.raises(TypeError, match=r"its columns \['colour', 'kind'\] are not numbers.*get_dummies"):
+        ffnn_jax.train(frame, [0, 1, 0], epochs=1)
+
+
 def test_plain_lists_and_integer_features_are_accepted():
     result = ffnn_jax.train(X.tolist(), Y.tolist(), hidden_sizes=(4,), epochs=1)
     assert result.predict((X * 10).astype(int)).shape == (20,)
