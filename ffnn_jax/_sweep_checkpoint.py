@@ -83,7 +83,7 @@ class SweepCheckpoints:
 
     def restore(self, store: CheckpointStore, template, members: List[int]) -> Optional[Tuple]:
         """``(runs, epochs [members], histories)`` of the chunk's newest valid checkpoint, its
-        arrays in ``template``'s tree (host arrays); None when resuming nothing."""
+        arrays in ``template``'s tree; None when not resuming or nothing is saved yet."""
         saved = newest_valid(store.folder) if self.resume else None
         if saved is None:
             return None
