@@ -99,10 +99,11 @@ def _non_numeric_columns(frame) -> str:
     names = [str(column) for column, dtype in dtypes.items() if getattr(dtype, "kind", "O") not in "biuf"]
     if not names:
         return ""
-    return (
-        f"; its columns {names} are not numbers (text or categories): encode them as numbers (one 0/1 column "
-        "per category, e.g. pandas.get_dummies) or drop them"
-    )
+    return f"; its columns {names} are not numbers (text or categories): {_ENCODE_TEXT}"
+
+
+# what to do with a feature of text categories (a colour, a town): said by the CSV and DataFrame errors alike
+_ENCODE_TEXT = "encode them as numbers (one 0/1 column per category, e.g. pandas.get_dummies) or drop them"
 
 
 def validate_x(
@@ -582,10 +583,7 @@ def _bad_cell_error(path: str, records, header, skip_column: Optional[int] = Non
             )
             is_text = cell.strip().lower() not in _MISSING_CELLS and not _is_number(cell)
             if is_text and header is not None:  # a categorical feature, such as a colour or a town
-                message = (
-                    f"CSV file {path!r}, {where}: {cell!r} is text, and features must be numbers; encode this "
-                    "column as numbers (one 0/1 column per category, e.g. pandas.get_dummies) or drop it"
-                )
+                message = f"CSV file {path!r}, {where}: {cell!r} is text, and features must be numbers; {_ENCODE_TEXT}"
             if header is None and line == records[0][0] and is_text:
                 message += (
                     "; this first row was read as data, not as a header, as its names do not outnumber its numbers"

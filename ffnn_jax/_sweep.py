@@ -267,14 +267,15 @@ def sweep(
         }
         where = [(point, fold) for point in range(len(points)) for fold in range(len(pairs))]
     reporter = None if progress is None else _best_so_far(progress, points, where)
+    digests = {"x": _sampled_digest(x_all), "y": _sampled_digest(y_all)}
     checkpoints = None
     if checkpoint_dir is not None:  # the folder checked against this sweep before anything compiles
         _check_checkpointing(checkpoint_dir, checkpoint_every, keep_checkpoints, resume)
-        about = _sweep_about(points, base, (x_all, y_all, validation_data, w_all), pairs, max_members)
+        about = _sweep_about(points, base, digests, (validation_data, w_all), pairs, max_members)
         checkpoints = SweepCheckpoints(checkpoint_dir, about=about, every=checkpoint_every, keep=keep_checkpoints,
                                        resume=resume)  # fmt: skip
     check_same_everywhere({"settings": {"grid": points, **{name: repr(v) for name, v in settings.items()}},
-                           "data": {"x": _sampled_digest(x_all), "y": _sampled_digest(y_all), "folds": repr(folds)}})  # fmt: skip
+                           "data": {**digests, "folds": repr(folds)}})  # fmt: skip
     trained = train_members(
         [Member(configs[point], fold) for point, fold in where], arrays, max_members=max_members, progress=reporter,
         devices=devices, checkpoints=checkpoints,
@@ -293,11 +294,12 @@ def sweep(
     return SweepResult(table, results, best, best_index, monitor, trained.programs, names)
 
 
-def _sweep_about(points, base: TrainConfig, data: tuple, pairs, max_members) -> dict:
+def _sweep_about(points, base: TrainConfig, digests: dict, extra: tuple, pairs, max_members) -> dict:
     """What a sweep's checkpoints must agree with to be resumed (JSON types): the grid, the
-    shared settings less ``epochs``, digests of the data and of the folds' rows."""
-    x, y, validation_data, sample_weight = data
-    digests = {"x": _sampled_digest(x), "y": _sampled_digest(y)}
+    shared settings less ``epochs``, ``digests`` of x and y, and digests of the ``extra``
+    (validation data, sample weights) and of the folds' rows."""
+    validation_data, sample_weight = extra
+    digests = dict(digests)
     if validation_data is not None:
         digests.update(x_val=_sampled_digest(np.asarray(validation_data[0])),
                        y_val=_sampled_digest(np.asarray(validation_data[1])))  # fmt: skip
