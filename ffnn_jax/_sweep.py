@@ -45,9 +45,18 @@ from ._parallel import gather_to_host, make_mesh, replicate, shard_leading
 from ._setup import Setup, epochs_per_dispatch, place, prepare, sampled_rows, setup
 from ._stopping import watched_value
 from ._sweep_checkpoint import FORMAT as CHECKPOINT_FORMAT
+from ._sweep_checkpoint import REFIT, SweepCheckpoints, SweepInterrupted, chunk_checkpoint
 from ._sweep_checkpoint import VERSION as CHECKPOINT_VERSION
-from ._sweep_checkpoint import SweepCheckpoints, SweepInterrupted, chunk_checkpoint
-from ._train import _DEFERRED, TrainResult, _check_checkpointing, _signals_deferred, append_rows, make_result, train
+from ._train import (
+    _DEFERRED,
+    TrainingInterrupted,
+    TrainResult,
+    _check_checkpointing,
+    _signals_deferred,
+    append_rows,
+    make_result,
+    train,
+)
 from ._types import Params
 
 
@@ -230,7 +239,8 @@ def sweep(
       checkpoint_dir: save every chunk of members there (their whole run states, stacked) every
         ``checkpoint_every`` epochs, when it ends and on SIGINT/SIGTERM, keeping the newest
         ``keep_checkpoints`` files of each; SIGINT/SIGTERM then end the sweep with
-        :class:`SweepInterrupted` once it is saved. A folder that holds a sweep is refused unless
+        :class:`SweepInterrupted` once it is saved (a refit after ``folds`` is saved in its
+        ``refit`` folder as a ``train()`` run). A folder that holds a sweep is refused unless
         ``resume``.
       resume: continue the sweep saved in ``checkpoint_dir``: finished chunks are read back,
         the others go on from their newest valid checkpoint, and the results equal an
@@ -286,12 +296,24 @@ def sweep(
     best = None
     if best_index is not None:
         if pairs is not None and refit:
-            best = train(x, y, validation_data=validation_data, sample_weight=sample_weight,
-                         **{**settings, **points[best_index]})  # fmt: skip
+            best = _refit(x, y, sample_weight, {**settings, **points[best_index]}, checkpoints)
         else:
             best = next(r for (point, _), r in zip(where, results) if point == best_index)
     names = tuple(dict.fromkeys(name for point in points for name in point))
     return SweepResult(table, results, best, best_index, monitor, trained.programs, names)
+
+
+def _refit(x, y, sample_weight, settings: dict, checkpoints: Optional[SweepCheckpoints]) -> TrainResult:
+    """The best point retrained on all the data; with checkpoints, saved in their ``refit``
+    folder like a run of ``train()``, so a resumed sweep continues its refit too."""
+    if checkpoints is None:
+        return train(x, y, sample_weight=sample_weight, **settings)
+    try:
+        return train(x, y, sample_weight=sample_weight, checkpoint_dir=os.path.join(checkpoints.folder, REFIT),
+                     checkpoint_every=checkpoints.every, keep_checkpoints=checkpoints.keep, resume=checkpoints.resume,
+                     **settings)  # fmt: skip
+    except TrainingInterrupted as interrupt:
+        raise SweepInterrupted(interrupt.signal, checkpoints.folder) from interrupt
 
 
 def _sweep_about(points, base: TrainConfig, digests: dict, extra: tuple, pairs, max_members) -> dict:

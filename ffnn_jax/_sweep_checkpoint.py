@@ -8,7 +8,8 @@ chunk's run states stacked on the member axis and their histories as one float64
 save cost more as the sweep goes), and in their ``about`` the members' indices, epochs and the
 history's column names. A resumed sweep builds every chunk as a fresh one would, then restores it
 from its newest valid file: a finished chunk runs nothing, the others go on from their last save
-exactly as if they had not been stopped.
+exactly as if they had not been stopped. With folds, the best point's refit on all the data is a
+run of ``train()`` checkpointed in ``refit/``.
 """
 
 import json
@@ -24,6 +25,7 @@ from ._setup import resumed
 
 
 MANIFEST, FORMAT, VERSION = "sweep.json", "ffnn_jax.sweep", 1
+REFIT = "refit"  # the folder of the refit run
 
 
 class SweepInterrupted(KeyboardInterrupt):

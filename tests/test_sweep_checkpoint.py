@@ -112,3 +112,31 @@ def test_a_folder_holding_a_sweep_is_only_resumed_by_the_same_sweep(tmp_path, mo
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
         ffnn_jax.sweep(x[rows], y, checkpoint_dir=folder, **arguments)
     assert saved == {path: os.path.getmtime(os.path.join(r, path)) for r, _, files in os.walk(folder) for path in files}
+
+
+def test_a_signal_during_the_refit_is_saved_and_the_resumed_sweep_continues_the_refit(tmp_path, monkeypatch, digits):
+    settings = {**SETTINGS, "validation_fraction": 0.0, "epochs": 4}
+    grid = {"learning_rate": [1e-3, 1e-2]}
+    uninterrupted = ffnn_jax.sweep(*digits, grid=grid, folds=2, **settings)
+    real, refits, epochs_run = _sweep.train, [], []
+
+    def interrupted_refit(*args, **kwargs):
+        refits.append(kwargs.get("resume"))
+
+        def ctrl_c_after_epoch_2(epoch, row):
+            epochs_run.append(epoch)
+            if epoch == 2 and len(refits) == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        return real(*args, callbacks=[ctrl_c_after_epoch_2], **kwargs)
+
+    monkeypatch.setattr(_sweep, "train", interrupted_refit)
+    folder = tmp_path / "ckpt"
+    with pytest.raises(ffnn_jax.SweepInterrupted, match="resume=True"):
+        ffnn_jax.sweep(*digits, grid=grid, folds=2, checkpoint_dir=str(folder), **settings)
+    assert sorted(os.listdir(folder / "refit"))  # the refit's epochs so far are on disk
+    resumed = ffnn_jax.sweep(*digits, grid=grid, folds=2, checkpoint_dir=str(folder), resume=True, **settings)
+    assert refits == [False, True] and epochs_run == [1, 2, 3, 4]  # the resumed refit ran epochs 3 and 4 only
+    assert resumed.best.history["epoch"] == [1, 2, 3, 4]
+    assert_trees_all_equal(resumed.best.params, uninterrupted.best.params)
+    assert resumed.table == uninterrupted.table
