@@ -466,12 +466,16 @@ def _check_file(path: str) -> None:
 
 
 def _delimiter(first_line: str) -> str:
-    """The field separator of a CSV file from its first line: the most frequent of ``,``, ``;``
-    (Excel's in locales with decimal commas) and tab; ``;`` or tab where one ties with ``,``
-    (``5,1;3,5`` is two fields with decimal commas)."""
-    unquoted = re.sub(r'"[^"]*"', "", first_line)
+    """The field separator of a CSV file from its first line: ``;`` (Excel's in locales with
+    decimal commas) or tab where splitting on it leaves commas only as decimal commas
+    (``5,1;3,5`` and ``5,1<tab>3,5`` are two fields), else the most frequent of ``,``, ``;`` and tab."""
+    unquoted = re.sub(r'"[^"]*"', "", first_line).rstrip("\r\n")
+    for candidate in ";\t":
+        cells = unquoted.split(candidate)
+        if len(cells) > 1 and all("," not in cell or _DECIMAL_COMMA.fullmatch(cell.strip()) for cell in cells):
+            return candidate
     best = max(";\t", key=unquoted.count)
-    return best if unquoted.count(best) >= max(unquoted.count(","), 1) else ","
+    return best if unquoted.count(best) > unquoted.count(",") else ","
 
 
 _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")
@@ -485,8 +489,8 @@ def _csv_rows(path: str):
     """Yields ``(line number, cells)`` for each non-blank CSV record; a file that is not CSV text
     is a ValueError naming it.
 
-    The separator is ``,``, ``;`` or tab (:func:`_delimiter`); with ``;``, numbers written with a
-    decimal comma (``5,1``) are read as ``5.1``. A header whose first name is empty (``,a,b``: the
+    The separator is ``,``, ``;`` or tab (:func:`_delimiter`); with ``;`` or tab, numbers written
+    with a decimal comma (``5,1``) are read as ``5.1``. A header whose first name is empty (``,a,b``: the
     row index that pandas' ``to_csv`` writes) drops that column from every row: it numbers the
     rows, it is not a feature."""
     try:
@@ -498,7 +502,7 @@ def _csv_rows(path: str):
             for cells in reader:
                 if not cells:
                     continue
-                if delimiter == ";":
+                if delimiter != ",":
                     cells = _decimal_points(cells)
                 if drop_index is None:
                     drop_index = len(cells) > 1 and cells[0].strip() == "" and _is_header(cells)

@@ -264,6 +264,7 @@ SAME_TABLE = {
     "semicolons": "a;b;label\n1.5;2;0\n-3;4.25;1\n",
     "decimal-commas": "a;b;label\n1,5;2;0\n-3;4,25;1\n",  # Excel where the decimal mark is a comma
     "tabs": "a\tb\tlabel\n1.5\t2\t0\n-3\t4.25\t1\n",
+    "tabs-decimal-commas": "a\tb\tlabel\n1,5\t2\t0\n-3\t4,25\t1\n",
     "crlf": "a,b,label\r\n1.5,2,0\r\n-3,4.25,1\r\n",
 }
 
@@ -276,6 +277,15 @@ def test_csv_separators_decimal_commas_and_a_pandas_index_read_as_the_same_table
     np.testing.assert_array_equal(x, [[1.5, 2], [-3, 4.25]])  # the index was a feature; ';' files one text column
     assert y.tolist() == [0, 1] and resolve_target(str(path)) == TargetColumn(2, "label")
     assert csv_header(str(path)) == ("a", "b", "label")
+
+
+@pytest.mark.parametrize(
+    "text", ["1,5;2,0;0,5\n-3,0;4,25;1,5\n", "1,5\t2,0\t0,5\n-3,0\t4,25\t1,5\n"], ids=["semicolons", "tabs"]
+)
+def test_a_headerless_file_with_more_decimal_commas_than_separators_is_split_on_its_separator(tmp_path, text):
+    x, y = load_csv(_csv(tmp_path, text))  # '1,5;2,0;0,5' has more commas than semicolons
+    np.testing.assert_array_equal(x, [[1.5, 2], [-3, 4.25]])
+    assert y.tolist() == [0.5, 1.5]
 
 
 MISSING = [
