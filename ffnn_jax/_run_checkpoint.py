@@ -222,3 +222,12 @@ class CheckpointStore:
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
+
+
+def check_epochs_cover(epochs: int, done: int, path: str) -> None:
+    """A resumed run's ``epochs`` (the total) must not be fewer than the ``done`` epochs saved at ``path``."""
+    if epochs < done:
+        raise ValueError(
+            f"cannot resume from {path!r} with `epochs`={epochs}: it has already run {done} epochs; `epochs` is "
+            f"the total, so pass {done} or more (ffnn-jax: -e {done} or more)"
+        )

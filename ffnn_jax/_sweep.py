@@ -538,7 +538,9 @@ def _run_chunk(chunk, members_of_sweep, keys, datasets, stacked: bool, mesh=None
     runs: RunState = _stack([m.run for m in members])
     histories: List[dict] = [{} for _ in indices]
     epoch = np.zeros(len(indices), np.int64)
-    restored = None if store is None else checkpoints.restore(store, runs, indices)
+    configs = [members_of_sweep[index].config for index in indices]
+    epochs = np.array([config.epochs for config in configs])
+    restored = None if store is None else checkpoints.restore(store, runs, indices, epochs.tolist())
     if restored is not None:
         runs, epoch, histories = restored
     runs = shard_leading(runs, mesh)
@@ -546,8 +548,6 @@ def _run_chunk(chunk, members_of_sweep, keys, datasets, stacked: bool, mesh=None
     if mesh is not None:
         put = shard_leading if stacked else replicate
         train_data, val_data = put(train_data, mesh), put(val_data, mesh)
-    configs = [members_of_sweep[index].config for index in indices]
-    epochs = np.array([config.epochs for config in configs])
     with _signals_deferred(_DEFERRED if store is not None else ()) as caught:
         try:
             while True:

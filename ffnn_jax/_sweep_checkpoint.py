@@ -20,7 +20,7 @@ import numpy as np
 
 from ._checkpoint import atomic_write_bytes
 from ._distributed import any_process, is_primary
-from ._run_checkpoint import CheckpointError, CheckpointStore, newest_valid, restore_into
+from ._run_checkpoint import CheckpointError, CheckpointStore, check_epochs_cover, newest_valid, restore_into
 from ._setup import resumed
 
 
@@ -83,9 +83,10 @@ class SweepCheckpoints:
         folder = os.path.join(self.folder, f"chunk-{program:03d}-{first:06d}")
         return CheckpointStore(folder, keep=self.keep, write=is_primary())
 
-    def restore(self, store: CheckpointStore, template, members: List[int]) -> Optional[Tuple]:
+    def restore(self, store: CheckpointStore, template, members: List[int], totals: List[int]) -> Optional[Tuple]:
         """``(runs, epochs [members], histories)`` of the chunk's newest valid checkpoint, its
-        arrays in ``template``'s tree; None when not resuming or nothing is saved yet."""
+        arrays in ``template``'s tree; None when not resuming or nothing is saved yet. ``totals``:
+        the members' ``epochs``, none fewer than it has run."""
         saved = newest_valid(store.folder) if self.resume else None
         if saved is None:
             return None
@@ -100,6 +101,8 @@ class SweepCheckpoints:
         runs, _ = restore_into((template, np.zeros_like(table)), saved)
         runs = resumed(runs, template)  # a schedule's length follows this call's epochs
         epochs = np.asarray(about["epochs"], np.int64)
+        for done, total in zip(epochs.tolist(), totals):
+            check_epochs_cover(total, done, saved.path)
         columns = about["history_columns"]
         histories = [
             {name: _column(name, table[m, j, : epochs[m]]) for j, name in enumerate(columns)} if epochs[m] else {}

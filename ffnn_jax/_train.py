@@ -31,7 +31,14 @@ from ._gradcheck import x64_scope
 from ._inference import TrainedModel
 from ._loop import RunState, returned_params, run_epochs
 from ._parallel import gather_to_host, replicate
-from ._run_checkpoint import Checkpoint, CheckpointError, CheckpointStore, newest_valid, restore_into
+from ._run_checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointStore,
+    check_epochs_cover,
+    newest_valid,
+    restore_into,
+)
 from ._saved_model import model_metadata
 from ._setup import Prepared, Setup, describe_data, prepare, resumed, setup
 from ._step import ModelSpec, TrainState
@@ -222,7 +229,7 @@ def _train(config, x, y, validation_data, callbacks, sample_weight, initial_para
     store = None
     if checkpoint_dir is not None:  # every process keeps the schedule; process 0 writes the files
         store = CheckpointStore(checkpoint_dir, keep=keep_checkpoints, write=is_primary())
-    saved = _checkpoint_to_resume(checkpoint_dir, about) if resume and store is not None else None
+    saved = _checkpoint_to_resume(checkpoint_dir, about, config.epochs) if resume and store is not None else None
     (has_callbacks,) = any_process(bool(callbacks))  # the same chunks on every process (process 0's wandb)
     setup_ = setup(
         config, data, initial_params=initial_params, initial_state=initial_state, has_callbacks=has_callbacks,
@@ -343,8 +350,9 @@ def _about(config: TrainConfig, data: Prepared) -> dict:
     return json.loads(json.dumps(about))
 
 
-def _checkpoint_to_resume(folder: str, about: dict) -> Optional[Checkpoint]:
-    """The newest valid checkpoint in ``folder`` (None: none yet), checked against this call's settings."""
+def _checkpoint_to_resume(folder: str, about: dict, epochs: int) -> Optional[Checkpoint]:
+    """The newest valid checkpoint in ``folder`` (None: none yet), checked against this call's
+    settings and its ``epochs`` (the total: no fewer than the checkpoint has run)."""
     saved = newest_valid(folder)
     if saved is None:
         return None
@@ -361,6 +369,7 @@ def _checkpoint_to_resume(folder: str, about: dict) -> Optional[Checkpoint]:
                     f"cannot resume from {saved.path!r}: it was made with {what} = {theirs.get(name)!r}, this call has "
                     f"{ours.get(name)!r}; only `epochs` may change (or use a new checkpoint_dir)"
                 )
+    check_epochs_cover(epochs, saved.epoch, saved.path)
     return saved
 
 

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 import warnings
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import jax
 import jax.numpy as jnp
@@ -488,7 +488,7 @@ _COMMAND_FILE = "command.json"  # the train flags of a run folder, reused by --r
 
 
 # Flags a resumed run takes from its own command line, never from the saved one.
-_NOT_SAVED = ("run", "command", "resume", "overwrite", "coordinator_address", "num_processes", "process_id")
+_NOT_SAVED = ("run", "resume", "overwrite", "coordinator_address", "num_processes", "process_id")
 
 
 def _out_dir_of_primary(args) -> str:
@@ -498,11 +498,36 @@ def _out_dir_of_primary(args) -> str:
     return args.out
 
 
-def _save_command(args, folder: str, primary: bool) -> None:
-    """The flags of this run or sweep, in ``folder`` for ``--resume``."""
-    flags = {name: value for name, value in vars(args).items() if name not in _NOT_SAVED}
-    if primary:
-        atomic_write_bytes(os.path.join(folder, _COMMAND_FILE), json.dumps(flags, indent=2).encode(), overwrite=True)
+def _flags_saver(args, folder: str, primary: bool) -> Callable[..., None]:
+    """Saves the flags of this run or sweep in ``folder`` for ``--resume``: at once for a new one
+    (a kill at any moment leaves a folder that resumes); with ``--resume`` when the returned
+    function is first called, after the checkpoint accepted the flags (a refused resume leaves
+    the saved flags as they were)."""
+    pending = [primary]
+
+    def save(*_) -> None:
+        if pending:
+            pending.clear()
+            flags = {name: value for name, value in vars(args).items() if name not in _NOT_SAVED}
+            atomic_write_bytes(
+                os.path.join(folder, _COMMAND_FILE), json.dumps(flags, indent=2).encode(), overwrite=True
+            )
+
+    if not args.resume:
+        save()
+    return save
+
+
+def _command_of(folder: str, saved: dict) -> str:
+    """``train`` or ``sweep``: what made the run folder ``folder`` (``saved``: its command.json;
+    folders written before it named the command are told by the sweep's files)."""
+    if "command" in saved:
+        return saved["command"]
+    checkpoints = saved.get("checkpoint_dir") or os.path.join(folder, "checkpoints")
+    is_sweep = os.path.exists(os.path.join(folder, "sweep.csv")) or os.path.exists(
+        os.path.join(checkpoints, "sweep.json")
+    )
+    return "sweep" if is_sweep else "train"
 
 
 def _with_saved_flags(parser: argparse.ArgumentParser, argv: List[str]) -> argparse.Namespace:
@@ -515,6 +540,12 @@ def _with_saved_flags(parser: argparse.ArgumentParser, argv: List[str]) -> argpa
         return args
     with open(path) as f:
         saved = json.load(f)
+    made_by = _command_of(args.out, saved)
+    if made_by != args.command:
+        raise ValueError(
+            f"`--out` {args.out!r} holds an ffnn-jax {made_by}, not a {args.command}: continue it with ffnn-jax "
+            f"{made_by} --out {args.out} --resume, or choose another --out"
+        )
 
     def typed(action) -> bool:
         return any(arg == opt or arg.startswith(opt + "=") for arg in argv for opt in action.option_strings)
@@ -568,7 +599,7 @@ def _run_train(args, tracked: list, plots: list) -> int:
             print("matplotlib is not installed: no pictures (pip install 'ffnn_jax[cli]')", file=sys.stderr)
     (x, y), (x_test, y_test) = _load_splits(args)
     target = resolve_target(args.dataset, args.target)  # None unless a .csv (already checked by _load_splits)
-    _save_command(args, folder, primary)
+    save_flags = _flags_saver(args, folder, primary)
     checkpoint_dir = args.checkpoint_dir or os.path.join(folder, "checkpoints")
     progress = _Progress(args.epochs, args.progress and primary)
     jsonl = args.metrics_format == "jsonl" and primary
@@ -583,7 +614,9 @@ def _run_train(args, tracked: list, plots: list) -> int:
         result = train(
             x,
             y,
-            callbacks=[progress] + ([_MetricsLog(os.path.join(folder, "metrics.jsonl"))] if jsonl else []) + tracked,
+            callbacks=[save_flags, progress]
+            + ([_MetricsLog(os.path.join(folder, "metrics.jsonl"))] if jsonl else [])
+            + tracked,
             checkpoint_dir=checkpoint_dir,
             checkpoint_every=args.checkpoint_every,
             keep_checkpoints=args.keep_checkpoints,
@@ -617,6 +650,7 @@ def _run_train(args, tracked: list, plots: list) -> int:
         print(f"ffnn-jax: {error}", file=sys.stderr)
         return 1
     progress.close()
+    save_flags()  # a resume of a finished run calls no callback
     seconds = time.perf_counter() - start
     if not primary:
         return 0
@@ -790,13 +824,14 @@ def run_sweep(args) -> int:
     devices = "all" if alone_on_cpu and args.cpu_devices != 1 and len(jax.devices()) > 1 else None
     folder = _prepare_out_dir(args) if primary else _out_dir_of_primary(args)
     (x, y), (x_test, y_test) = _load_splits(args)
-    _save_command(args, folder, primary)
+    save_flags = _flags_saver(args, folder, primary)
     checkpoint_dir = args.checkpoint_dir or os.path.join(folder, "checkpoints")
     start = time.perf_counter()
     bar = _Progress(len(config.points), args.progress and primary, unit="member")
     best_key = "best_" + config.monitor
 
     def progress(done: int, total: int, best_row: Optional[dict]) -> None:
+        save_flags()
         shown = {} if best_row is None or best_key not in best_row else {best_key: best_row[best_key]}
         bar.advance(done, shown)
 
@@ -821,6 +856,7 @@ def run_sweep(args) -> int:
         print(f"ffnn-jax: {error}", file=sys.stderr)
         return 1
     bar.close()
+    save_flags()
     seconds = time.perf_counter() - start
     if not primary:
         return 0

@@ -74,10 +74,34 @@ def test_resume_reuses_the_flags_the_run_started_with_and_only_epochs_may_change
     rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
     assert json.loads(open(os.path.join(out, "summary.json")).read())["config"]["optimizer"] == "sgd"
-    with pytest.raises(SystemExit) as caught:
-        cli.main(["train", "--out", out, "--resume", "-e", "5", "-b", "64", "--no_progress"])
-    assert caught.value.code == 2
-    assert "`batch_size` = 32" in capsys.readouterr().err
+    flags = open(os.path.join(out, "command.json")).read()
+    for refused, named in [(["-e", "5", "-b", "64"], "`batch_size` = 32"), (["-e", "3"], "already run 4 epochs")]:
+        with pytest.raises(SystemExit) as caught:
+            cli.main(["train", "--out", out, "--resume", *refused, "--no_progress"])
+        assert caught.value.code == 2
+        assert named in capsys.readouterr().err
+        assert open(os.path.join(out, "command.json")).read() == flags  # a refused resume saves none of its flags
+    assert cli.main(["train", "--out", out, "--resume", "-e", "5", "--no_progress"]) == 0
+    assert json.loads(open(os.path.join(out, "command.json")).read())["epochs"] == 5
+
+
+def test_a_folder_resumes_only_with_the_command_that_made_it_and_is_left_as_it_was(tmp_path, capsys):
+    config, sweep_out, train_out = tmp_path / "sweep.yaml", str(tmp_path / "sweep"), str(tmp_path / "train")
+    config.write_text("method: grid\nparameters:\n  learning_rate:\n    values: [0.01, 0.1]\n")
+    assert cli.main(["sweep", "--config", str(config), "-e", "1", "-sz", "4", "--out", sweep_out, "--no_progress"]) == 0
+    assert cli.main(["train", "-e", "1", "-sz", "4", "--no_plot", "--no_progress", "--out", train_out]) == 0
+    for command, out, made_by in [("train", sweep_out, "sweep"), ("sweep", train_out, "train")]:
+        files = {name: open(os.path.join(r, name), "rb").read() for r, _, names in os.walk(out) for name in names}
+        with pytest.raises(SystemExit) as caught:
+            cli.main([command, "--out", out, "--resume", "--no_progress"])
+        assert caught.value.code == 2
+        assert (
+            f"holds an ffnn-jax {made_by}, not a {command}: continue it with ffnn-jax {made_by}"
+            in capsys.readouterr().err
+        )
+        assert files == {
+            name: open(os.path.join(r, name), "rb").read() for r, _, names in os.walk(out) for name in names
+        }
 
 
 @pytest.fixture(scope="module")

@@ -113,6 +113,15 @@ def test_resume_without_a_checkpoint_starts_fresh_and_a_finished_run_returns_at_
     _same_run(again, fresh)  # nothing left to run: no callback, the saved run
 
 
+def test_resume_with_fewer_epochs_than_the_checkpoint_has_run_is_refused_naming_the_total(tmp_path):
+    x, y = _data()
+    ffnn_jax.train(x, y, hidden_sizes=(8,), epochs=3, checkpoint_dir=str(tmp_path))
+    saved = sorted(os.listdir(tmp_path))
+    with pytest.raises(ValueError, match=r"`epochs`=2: it has already run 3 epochs; `epochs` is the total"):
+        ffnn_jax.train(x, y, hidden_sizes=(8,), epochs=2, checkpoint_dir=str(tmp_path), resume=True)
+    assert sorted(os.listdir(tmp_path)) == saved
+
+
 @pytest.mark.parametrize(
     "change, named",
     [

@@ -94,13 +94,14 @@ def test_a_corrupt_newest_checkpoint_is_skipped_for_the_one_before(tmp_path, mon
         (dict(x_rows=slice(None, None, -1)), "the digest of `x`"),
         (dict(max_members=4), "made with `max_members` = 2, this call has 4"),
         (dict(checkpoint_every=0), "`checkpoint_every` must be a positive integer"),
+        (dict(saved_epochs=2, epochs=1), "`epochs`=1: it has already run 2 epochs; `epochs` is the total"),
     ],
-    ids=["no-resume", "grid", "setting", "data", "chunks", "every"],
+    ids=["no-resume", "grid", "setting", "data", "chunks", "every", "fewer-epochs"],
 )
 def test_a_folder_holding_a_sweep_is_only_resumed_by_the_same_sweep(tmp_path, monkeypatch, digits, change, message):
     x, y = digits
-    folder = str(tmp_path / "ckpt")
-    ffnn_jax.sweep(x, y, grid=GRID, checkpoint_dir=folder, **{**SETTINGS, "epochs": 1})
+    folder, change = str(tmp_path / "ckpt"), dict(change)
+    ffnn_jax.sweep(x, y, grid=GRID, checkpoint_dir=folder, **{**SETTINGS, "epochs": change.pop("saved_epochs", 1)})
     saved = {path: os.path.getmtime(os.path.join(r, path)) for r, _, files in os.walk(folder) for path in files}
 
     def must_not_train(*args, **kwargs):
