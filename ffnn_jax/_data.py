@@ -713,14 +713,21 @@ def resolve_target(
     return TargetColumn(index, None if header is None else header[index])
 
 
-def csv_header(path: str) -> Optional[Tuple[str, ...]]:
-    """The column names of a CSV file's header row (:func:`load_csv`'s rule), or None without one."""
+def csv_layout(path: str) -> Tuple[Optional[Tuple[str, ...]], int]:
+    """``(header, columns)`` of a CSV file from its first record: the column names of its header
+    row (:func:`load_csv`'s rule), or None without one, and how many columns it has."""
     rows = _csv_rows(path)
     first = next(rows, None)
     rows.close()
-    if first is None or not _is_header(first[1]):
-        return None
-    return tuple(cell.strip() for cell in first[1])
+    if first is None:
+        return None, 0
+    cells = first[1]
+    return (tuple(cell.strip() for cell in cells) if _is_header(cells) else None), len(cells)
+
+
+def csv_header(path: str) -> Optional[Tuple[str, ...]]:
+    """The column names of a CSV file's header row (:func:`load_csv`'s rule), or None without one."""
+    return csv_layout(path)[0]
 
 
 BUILTIN_DATASETS = {"digits": load_digits, "diabetes": load_diabetes}

@@ -30,6 +30,7 @@ from ._data import (
     _split_dataset,
     check_names_match,
     csv_header,
+    csv_layout,
     flat_rows_of,
     infer_task,
     load_dataset,
@@ -46,6 +47,7 @@ from ._model import ACTIVATIONS
 from ._optim import OPTIMIZERS, SCHEDULES
 from ._parallel import use_cpu_cores
 from ._params import WEIGHT_INITS, init_params, layer_sizes_of
+from ._run_checkpoint import _NAME as _CHECKPOINT_NAME
 from ._run_checkpoint import CheckpointError
 from ._saved_model import load_model
 from ._setup import check_auto_classes, prepare, with_output_bias
@@ -754,6 +756,35 @@ def _features(path: str, n_features: int, target=None):
     return np.column_stack([x, y]).astype(np.float32), None  # no target: the last column was a feature
 
 
+def _trained_target(model_path: str):
+    """The ``--target`` the model at ``model_path`` was trained with, from its run folder's
+    command.json (the folder itself, or the one above its checkpoints); None when not known or
+    the default (the last column)."""
+    folder = model_path if os.path.isdir(model_path) else os.path.dirname(model_path) or "."
+    candidates = [folder]
+    if any(_CHECKPOINT_NAME.match(name) for name in os.listdir(folder)):
+        candidates.append(os.path.dirname(os.path.abspath(folder)))  # <out>/checkpoints: the run folder above
+    for candidate in candidates:
+        try:
+            with open(os.path.join(candidate, _COMMAND_FILE)) as f:
+                return json.load(f).get("target")
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
+
+
+def _target_of_predict_csv(path: str, trained, n_features: int):
+    """The target column of the CSV ``path`` to predict on, when no ``--target`` is given: the
+    one the model was trained with (``trained``, a name or an index) where the file holds it (the
+    name in its header, or one column more than the model's features), else None."""
+    if trained is None or not path.lower().endswith(".csv"):
+        return None
+    header, columns = csv_layout(path)
+    if isinstance(trained, str):
+        return trained if header is not None and trained in header else None
+    return trained if columns == n_features + 1 else None
+
+
 def run_predict(args) -> int:
     """Runs ``ffnn-jax predict``: a saved run's predictions (and probabilities) for a data set, as CSV."""
     if not os.path.exists(args.model):
@@ -762,9 +793,12 @@ def run_predict(args) -> int:
             "folder or a checkpoint file"
         )
     model = load_model(args.model)
-    x, y = _features(args.dataset, model.layer_sizes[0], args.target)
+    target_flag = args.target
+    if target_flag is None and os.path.isfile(args.dataset):  # the column the model was trained to predict
+        target_flag = _target_of_predict_csv(args.dataset, _trained_target(args.model), model.layer_sizes[0])
+    x, y = _features(args.dataset, model.layer_sizes[0], target_flag)
     if model.feature_names is not None:  # a CSV's columns by name, not only by count
-        target = resolve_target(args.dataset, args.target) if y is not None else None
+        target = resolve_target(args.dataset, target_flag) if y is not None else None
         names = _csv_feature_names(args.dataset, None if target is None else target.index)
         check_names_match(names, model.feature_names, "--dataset")
     scores = None

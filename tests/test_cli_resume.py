@@ -160,3 +160,31 @@ def test_predict_with_a_missing_model_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as caught:
         cli.main(["predict", "--model", str(tmp_path / "nothing"), "-d", "digits"])
     assert caught.value.code == 2 and "`--model`" in capsys.readouterr().err.split("does not exist")[0]
+
+
+@pytest.mark.parametrize("header", [False, True], ids=["no-header", "header"])
+def test_predict_scores_the_target_column_the_model_was_trained_with(tmp_path, capsys, header):
+    # the label first; the last feature also holds only 0, 1, 2, so taking it for the target would pass unnoticed
+    x, y = ffnn_jax.load_dataset("digits")
+    x, y = np.asarray(x)[:400, ::8], np.asarray(y)[:400] % 3
+    x[:, -1] = np.arange(400) % 3
+    lines = [",".join(str(int(v)) for v in (label, *row)) for label, row in zip(y, x)]
+    names = ["label"] + [f"f{i}" for i in range(x.shape[1])]
+    data, features = tmp_path / "data.csv", tmp_path / "features.csv"
+    data.write_text("\n".join(([",".join(names)] if header else []) + lines) + "\n")
+    features.write_text(
+        "\n".join(([",".join(names[1:])] if header else []) + [line.split(",", 1)[1] for line in lines])
+    )
+    out, target = str(tmp_path / "run"), "label" if header else "0"
+    flags = ["-e", "5", "-sz", "8", "--no_plot", "--no_progress"]
+    assert cli.main(["train", "-d", str(data), "--target", target, *flags, "--out", out]) == 0
+    model = ffnn_jax.load_model(out)
+    accuracy = float(np.mean(model.predict(x.astype(np.float32)) == y))
+    for source in (out, os.path.join(out, "checkpoints")):
+        capsys.readouterr()
+        assert cli.main(["predict", "--model", source, "-d", str(data), "--out", str(tmp_path / "p.csv"),
+                         "--overwrite"]) == 0  # fmt: skip
+        assert f"accuracy {accuracy:.4f}" in capsys.readouterr().out  # scored on the label column, not the last
+    assert cli.main(["predict", "--model", out, "-d", str(features), "--out", str(tmp_path / "f.csv")]) == 0
+    table = np.genfromtxt(tmp_path / "f.csv", delimiter=",", names=True)
+    np.testing.assert_array_equal(table["prediction"], model.predict(x.astype(np.float32)))
