@@ -498,15 +498,30 @@ def _csv_rows(path: str):
             delimiter = _delimiter(f.readline())
             f.seek(0)
             reader = csv.reader(f, delimiter=delimiter, strict=True)
-            drop_index = None
+            held, drop_index, first = None, False, True  # held: a header with an empty first name
             for cells in reader:
                 if not cells:
                     continue
                 if delimiter != ",":
                     cells = _decimal_points(cells)
-                if drop_index is None:
-                    drop_index = len(cells) > 1 and cells[0].strip() == "" and _is_header(cells)
+                if first:
+                    first = False
+                    if len(cells) > 1 and cells[0].strip() == "" and _is_header(cells):
+                        held = reader.line_num, cells  # until the first row says if that column is an index
+                        continue
+                elif held is not None:  # pandas' index holds whole numbers or names; 5.1 is a feature's
+                    drop_index = not (_is_number(cells[0]) and not _is_whole(cells[0]))
+                    yield held[0], held[1][1:] if drop_index else held[1]
+                    held = None
+                elif drop_index and _is_number(cells[0]) and not _is_whole(cells[0]):
+                    raise ValueError(
+                        f"CSV file {path!r}: its first column has no name in the header and whole numbers (pandas' "
+                        f"row index, dropped), but line {reader.line_num} holds {cells[0].strip()!r} there; name "
+                        "that column in the header if it is a feature"
+                    )
                 yield reader.line_num, cells[1:] if drop_index else cells
+            if held is not None:  # a header and no rows
+                yield held[0], held[1][1:]
     except UnicodeDecodeError as error:
         raise ValueError(f"CSV file {path!r} is not UTF-8 text ({error.reason}); is it a CSV file?") from None
     except csv.Error as error:
@@ -521,6 +536,10 @@ def _is_number(cell: str) -> bool:
     return True
 
 
+def _is_whole(cell: str) -> bool:
+    return re.fullmatch(r"\s*[+-]?\d+\s*", cell) is not None
+
+
 def _is_header(cells) -> bool:
     """The header rule: a first row is a header when its names outnumber its numbers.
 
@@ -528,9 +547,14 @@ def _is_header(cells) -> bool:
     not empty or a missing-value mark (NA, N/A, null, none, ?; any case). So ``label,pixel0,...``,
     ``label,1x1,...``, ``RI,Na,Mg,...`` and pandas' ``,a,b`` (an unnamed index column) are
     headers, while ``1,,3`` and ``NA,NA`` are data rows, whose missing cells are then reported.
-    A header of mostly numeric names (``label,0,1,...``) is read as data and reported too.
+    A header of mostly numeric names (``label,0,1,...``) is read as data and reported too, but
+    ``0,1,...,k-1`` (after an optional empty name) is the header pandas writes for a frame of
+    unnamed columns (``pd.DataFrame(array).to_csv(index=False)``), and is one.
     """
     cells = [cell.strip() for cell in cells]
+    named = cells[1:] if cells and cells[0] == "" else cells
+    if len(named) > 1 and named == [str(i) for i in range(len(named))]:
+        return True
     numbers = sum(_is_number(cell) for cell in cells)
     names = sum(not _is_number(cell) and cell.lower() not in _MISSING_CELLS for cell in cells)
     return names > numbers

@@ -250,10 +250,14 @@ HEADERS = [
     ("RI,Na,Mg,Type\n1.5,13.6,4.5,2\n1.5,13.9,3.6,1\n", [2, 1]),  # 'Na' (sodium) is a name here
     ("1,2,0\n3,4,1\n", [0, 1]),
     ("1.5,-2e3,7\n3,4,1\n", [7, 1]),
+    ("0,1,2\n1.5,2,0\n3,4,1\n", [0, 1]),  # pd.DataFrame(array).to_csv(index=False): names 0..k-1
+    (",0,1,2\n0,1.5,2,0\n1,3,4,1\n", [0, 1]),  # the same with the index
 ]
 
 
-@pytest.mark.parametrize("text, y", HEADERS, ids=["names", "pandas-index", "na-name", "numbers", "floats"])
+@pytest.mark.parametrize(
+    "text, y", HEADERS, ids=["names", "pandas-index", "na-name", "numbers", "floats", "pandas-names", "pandas-both"]
+)
 def test_a_first_row_is_a_header_when_its_names_outnumber_its_numbers(tmp_path, text, y):
     assert load_csv(_csv(tmp_path, text)).y.tolist() == y
 
@@ -286,6 +290,14 @@ def test_a_headerless_file_with_more_decimal_commas_than_separators_is_split_on_
     x, y = load_csv(_csv(tmp_path, text))  # '1,5;2,0;0,5' has more commas than semicolons
     np.testing.assert_array_equal(x, [[1.5, 2], [-3, 4.25]])
     assert y.tolist() == [0.5, 1.5]
+
+
+def test_an_unnamed_first_column_is_a_feature_unless_it_holds_whole_numbers_like_pandas_index(tmp_path):
+    feature = load_csv(_csv(tmp_path, ",a,label\n5.1,2,0\n4.9,4,1\n"))  # 5.1: no row index
+    np.testing.assert_array_equal(feature.x, np.array([[5.1, 2], [4.9, 4]], np.float32))
+    assert csv_header(_csv(tmp_path, ",a,label\n5.1,2,0\n4.9,4,1\n")) == ("", "a", "label")
+    with pytest.raises(ValueError, match=r"first column has no name.*line 3 holds '1.5'.*name that column"):
+        load_csv(_csv(tmp_path, ",a,label\n0,2,0\n1.5,4,1\n"))
 
 
 MISSING = [
