@@ -20,6 +20,7 @@ import numpy as np
 
 from ._download import load_official
 from ._errors import check_real
+from ._labels import _labels_array, is_label_column
 from ._sparse import SparseRows, from_scipy, is_scipy_sparse
 
 
@@ -285,6 +286,7 @@ def split_indices(
     seed: int,
     stratify: Optional[np.ndarray] = None,
     name: str = "validation_fraction",
+    classes: Optional[np.ndarray] = None,
 ):
     """Returns sorted (keep, held_out) index arrays, neither empty; deterministic for a given seed.
 
@@ -298,6 +300,7 @@ def split_indices(
       seed: seed of the permutation.
       stratify: optional labels [n] to split class by class.
       name: the argument named in error messages, e.g. ``"test_fraction"``.
+      classes: the class each ``stratify`` code 0..k−1 stands for, named in errors (None: the codes are the labels).
 
     Raises:
       ValueError: ``fraction`` is not in (0, 1), leaves no rows to keep, or (stratified) a class
@@ -318,7 +321,7 @@ def split_indices(
         order = rng.permutation(n)
         return np.sort(order[n_held:]), np.sort(order[:n_held])
     labels, counts = np.unique(stratify, return_counts=True)
-    single = [repr(label.item()) for label in labels[counts == 1]]
+    single = [repr((label if classes is None else classes[label]).item()) for label in labels[counts == 1]]
     if single:
         shown = ", ".join(single[:10]) + (", ..." if len(single) > 10 else "")
         which = f"class {shown} has" if len(single) == 1 else f"classes {shown} have"
@@ -812,7 +815,7 @@ def load_dataset(
 def _split_dataset(x: np.ndarray, y: np.ndarray, fraction: float, *, seed: int, name: str, task: str = "auto"):
     """The train and test parts; stratified by class when ``task`` (or, for "auto", y) is classification."""
     classes = task == "classification" or (task == "auto" and infer_task(y) == "classification")
-    stratify = y if classes and y.ndim == 1 else None
+    stratify = _labels_array(y, "y") if classes and is_label_column(y) else None  # non-whole floats named here
     keep, held = split_indices(len(x), fraction, seed=seed, stratify=stratify, name=name)
     return Dataset(x[keep], y[keep]), Dataset(x[held], y[held])
 

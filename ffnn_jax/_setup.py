@@ -209,7 +209,8 @@ def prepare(config: TrainConfig, x, y, validation_data, sample_weight) -> Prepar
             raise ValueError(f"`validation_data[1]` must have shape [n]{list(y.shape[1:])}, got {y_val.shape}")
     elif config.validation_fraction > 0:
         stratify = y if labels else None
-        keep, held = split_indices(len(x), config.validation_fraction, seed=config.seed, stratify=stratify)
+        keep, held = split_indices(len(x), config.validation_fraction, seed=config.seed, stratify=stratify,
+                                   classes=classes)  # fmt: skip
         x, y, x_val, y_val = x[keep], y[keep], x[held], y[held]
         w = None if w is None else w[keep]
     else:

@@ -102,3 +102,10 @@ def test_a_bad_target_is_a_one_line_error_naming_the_flag(tmp_path, capsys, targ
 def test_a_target_for_a_dataset_without_columns_is_refused(tmp_path, capsys):
     err = _fails(_train("-d", "digits", "--target", "0", "--out", str(tmp_path / "o")), capsys)
     assert "`--target` picks a column of a .csv" in err
+
+
+def test_task_classification_on_a_continuous_target_says_the_labels_are_not_whole_numbers(tmp_path, capsys):
+    data = tmp_path / "prices.csv"
+    data.write_text("".join(f"{i},{i * 0.37 + 100.25:.2f}\n" for i in range(40)))
+    err = _fails(_train("-d", str(data), "--task", "classification", "--out", str(tmp_path / "run")), capsys)
+    assert "class labels must be integers, got non-integer floats" in err  # not a list of 1-row "classes"

@@ -71,6 +71,17 @@ def test_validation_labels_never_seen_in_training_are_named(digits):
         ffnn_jax.train(x, y, validation_data=(x[:3], np.array([1, 2, 42])), epochs=1)
 
 
+@pytest.mark.parametrize(
+    "y, named",
+    [([42] * 6 + [7, 9], "classes 7, 9 have 1 row"), (["cat"] * 6 + ["dog", "emu"], "classes 'dog', 'emu' have 1 row")],
+    ids=["integers", "strings"],
+)
+def test_classes_too_small_for_a_stratified_validation_split_are_named_as_given(digits, y, named):
+    x, _ = digits
+    with pytest.raises(ValueError, match=named):  # not the codes 0, 1 the classes are trained as
+        ffnn_jax.train(x[:8], np.array(y), epochs=1, validation_fraction=0.3)
+
+
 def test_a_reloaded_model_keeps_the_classes(tmp_path, digits):
     x, y = digits
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
