@@ -494,8 +494,9 @@ def _csv_rows(path: str):
 
     The separator is ``,``, ``;`` or tab (:func:`_delimiter`); with ``;`` or tab, numbers written
     with a decimal comma (``5,1``) are read as ``5.1``. A header whose first name is empty (``,a,b``: the
-    row index that pandas' ``to_csv`` writes) drops that column from every row: it numbers the
-    rows, it is not a feature."""
+    row index that pandas' ``to_csv`` writes) drops that column from every row when the first row
+    holds a whole number or a name there: it numbers the rows, it is not a feature (a fraction
+    there, ``5.1``, keeps it as a feature; a fraction in a later row of a dropped column is an error)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: drop an Excel byte-order mark
             delimiter = _delimiter(f.readline())
@@ -513,10 +514,10 @@ def _csv_rows(path: str):
                         held = reader.line_num, cells  # until the first row says if that column is an index
                         continue
                 elif held is not None:  # pandas' index holds whole numbers or names; 5.1 is a feature's
-                    drop_index = not (_is_number(cells[0]) and not _is_whole(cells[0]))
+                    drop_index = not _is_fraction(cells[0])
                     yield held[0], held[1][1:] if drop_index else held[1]
                     held = None
-                elif drop_index and _is_number(cells[0]) and not _is_whole(cells[0]):
+                elif drop_index and _is_fraction(cells[0]):
                     raise ValueError(
                         f"CSV file {path!r}: its first column has no name in the header and whole numbers (pandas' "
                         f"row index, dropped), but line {reader.line_num} holds {cells[0].strip()!r} there; name "
@@ -539,8 +540,9 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _is_whole(cell: str) -> bool:
-    return re.fullmatch(r"\s*[+-]?\d+\s*", cell) is not None
+def _is_fraction(cell: str) -> bool:
+    """A number that is not written as a whole one (``5.1``, ``1e3``; not ``7``): no row index."""
+    return _is_number(cell) and re.fullmatch(r"\s*[+-]?\d+\s*", cell) is None
 
 
 def _is_header(cells) -> bool:
