@@ -10,18 +10,51 @@ launcher are passed on to every process, so a checkpointed run saves and exits a
 """
 
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
+
+
+def _ephemeral_ports() -> Tuple[int, int]:
+    """The range the OS draws ephemeral ports from (outgoing connections and bind to port 0)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(value) for value in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default; macOS and Windows start at 49152
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the coordinator binds
+        try:
+            probe.bind(("", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
-    """A TCP port free on the loopback interface now (the OS's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    """A TCP port free on this machine now, drawn below the OS's ephemeral range.
+
+    The OS's own choice (bind to port 0) is drawn from the ephemeral range, where any other
+    process's outgoing connection (gloo opens many) may take it in the seconds before process 0's
+    coordinator binds it; below that range only a listener can, and a random draw makes two
+    launches choosing at once unlikely to meet.
+    """
+    low, _ = _ephemeral_ports()
+    draw = random.Random()  # seeded from os.urandom: launches started at once draw apart
+    for _ in range(100):
+        port = draw.randrange(20000, low) if low > 21000 else draw.randrange(low, 65536)
+        if _bindable(port):
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # nothing free there: the OS's choice
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
@@ -62,7 +95,9 @@ def launch(
     if command[:1] == ["--"]:
         command = command[1:]
     if not command or command[0] not in ("train", "sweep"):
-        raise ValueError(f"ffnn-jax launch runs `train` or `sweep` (e.g. launch -n 2 -- train -d digits), got {command!r}")
+        raise ValueError(
+            f"ffnn-jax launch runs `train` or `sweep` (e.g. launch -n 2 -- train -d digits), got {command!r}"
+        )
     out = sys.stdout if out is None else out
     address = f"127.0.0.1:{port or free_port()}"
     lock = threading.Lock()

@@ -14,7 +14,7 @@ import pytest
 
 import ffnn_jax
 from ffnn_jax._distributed import initialize_distributed
-from ffnn_jax._launch import free_port, launch
+from ffnn_jax._launch import _ephemeral_ports, free_port, launch
 
 
 _SETTINGS = dict(hidden_sizes=(32,), optimizer="adam", learning_rate=1e-2, epochs=3, batch_size=30,
@@ -44,12 +44,42 @@ def _env() -> dict:
     return env
 
 
+def _failure(output: str) -> str:
+    """A launch's output for an assertion: the launcher's and rank 0's lines first (a rank's long
+    traceback would push them out of the tail), then the tail."""
+    lines = output.splitlines()
+    first = [line for line in lines if line.startswith(("[launch]", "[rank 0]"))]
+    return "\n".join(first[-40:]) + "\n...\n" + output[-2000:]
+
+
+def test_free_port_draws_below_the_ephemeral_range_where_no_outgoing_connection_takes_it():
+    low, _ = _ephemeral_ports()
+    ports = {free_port() for _ in range(20)}
+    assert all(port < low for port in ports) and len(ports) > 1
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", port))
+
+
 def _start_pair(tmp_path, learning_rates=(1e-2, 1e-2), stop=False):
     port = str(free_port())
     return [
-        subprocess.Popen([sys.executable, "-c", _PROCESS, str(rank), port, str(tmp_path / f"rank{rank}.npz"), str(lr),
-                          "stop" if stop else "-"], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True)  # fmt: skip
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _PROCESS,
+                str(rank),
+                port,
+                str(tmp_path / f"rank{rank}.npz"),
+                str(lr),
+                "stop" if stop else "-",
+            ],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
         for rank, lr in enumerate(learning_rates)
     ]
 
@@ -184,7 +214,7 @@ def test_launch_kill9_of_one_rank_stops_the_run_and_resume_finishes_it_like_one_
     epochs = saved + 3
     resumed = subprocess.run([*cli, "launch", "-n", "2", "--", "train", "--out", str(out), "--resume", "-e", str(epochs)],
                              env=_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert resumed.returncode == 0, _failure(resumed.stdout)
     assert "[rank 0] trained 64-32-10 on digits" in resumed.stdout
     assert "[rank 1] trained" not in resumed.stdout  # only process 0 reports and writes
     alone = subprocess.run([*cli, "train", "-e", str(epochs), *flags[:-1], str(tmp_path / "alone")], env=_env(),
@@ -260,7 +290,7 @@ def test_a_sweep_launched_as_two_processes_writes_once_and_equals_one_process(tm
     cli = [sys.executable, "-m", "ffnn_jax"]
     two = subprocess.run([*cli, "launch", "-n", "2", "--", *flags, "--out", str(tmp_path / "two")], env=_env(),
                          capture_output=True, text=True, timeout=180)  # fmt: skip
-    assert two.returncode == 0, two.stdout[-3000:]
+    assert two.returncode == 0, _failure(two.stdout)
     assert "[rank 0] swept 4 members" in two.stdout and "[rank 1] swept" not in two.stdout
     one = subprocess.run([*cli, *flags, "--out", str(tmp_path / "one")], env=_env(), capture_output=True, text=True,
                          timeout=180)  # fmt: skip
