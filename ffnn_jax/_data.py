@@ -463,9 +463,16 @@ class TargetColumn(NamedTuple):
     name: Optional[str]
 
 
+def is_csv_path(path: str) -> bool:
+    """A path read as delimited text: .csv, or .tsv (the separator is found from the first line either way)."""
+    return path.lower().endswith((".csv", ".tsv"))
+
+
 def _check_file(path: str) -> None:
     if not os.path.exists(path):
         raise FileNotFoundError(f"`dataset` file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"`dataset` {path!r} is a folder; give the path of a .csv or .npz file")
 
 
 def _delimiter(first_line: str) -> str:
@@ -724,7 +731,7 @@ def resolve_target(
       >>> resolve_target("digits") is None
       True
     """
-    if not name_or_path.lower().endswith(".csv"):
+    if not is_csv_path(name_or_path):
         if target is not None:
             raise ValueError(
                 f"`{name}` picks a column of a .csv dataset; {name_or_path!r} has none to pick, its target is fixed"
@@ -806,11 +813,11 @@ def load_dataset(
             raise ValueError(f"{name_or_path!r} is not a readable .npz file: {error}") from None
     if split != "train":
         raise ValueError(f"`split`={split!r}: {name_or_path!r} has one split, 'train' (use train_test_split)")
-    if key.endswith(".csv"):
+    if is_csv_path(key):
         return load_csv(name_or_path, -1 if target is None else target)
     raise ValueError(
         f"`dataset` must be one of {sorted(BUILTIN_DATASETS) + ['mnist', 'fashion_mnist']} or a path "
-        f"ending in .npz or .csv, got {name_or_path!r}"
+        f"ending in .npz, .csv or .tsv, got {name_or_path!r}"
     )
 
 

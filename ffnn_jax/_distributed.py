@@ -182,6 +182,17 @@ def any_process(*flags: bool) -> Tuple[bool, ...]:
     return tuple(bool(flag) for flag in np.any(everyone.reshape(-1, len(flags)), axis=0))
 
 
+def refuse_together(refusal: Optional[Exception], what: str) -> None:
+    """Raises ``refusal`` where it arose and, on every other process, an error pointing to it, so
+    that all processes refuse together (none waits on a collective the refusing one never joins).
+    ``what`` names the refused thing, e.g. "`checkpoint_dir` 'ckpt'"."""
+    (refused_somewhere,) = any_process(refusal is not None)
+    if refusal is not None:
+        raise refusal
+    if refused_somewhere:
+        raise ValueError(f"another process refused {what} (its error says why)")
+
+
 def smallest_everywhere(value: int) -> int:
     """The smallest of every process's ``value`` (``value`` itself with one process)."""
     if jax.process_count() == 1:

@@ -132,6 +132,19 @@ def warn_if_float_labels(y) -> None:
         )
 
 
+def _check_numeric_targets(y, loss: str, explicit_task: bool) -> None:
+    """A regression on text labels ('cat', 'dog') is named as such, not as a dtype."""
+    values = np.asarray(y).ravel()
+    text = next((v for v in values[:1000] if isinstance(v, (str, bytes))), None) if values.dtype.kind in "USO" else None
+    if text is not None:
+        text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)  # np.str_ shown as 'cat'
+        why = "task='regression'" if explicit_task else f"`loss`={loss!r} (a regression loss)"
+        raise ValueError(
+            f"{why} needs numeric targets, but `y` holds text labels such as {text!r}; for class labels use "
+            "task='classification' with loss 'cross_entropy' (the default)"
+        )
+
+
 def _task_and_loss(config: TrainConfig, y) -> Tuple[str, str]:
     if config.task != "auto":
         task = config.task
@@ -144,6 +157,8 @@ def _task_and_loss(config: TrainConfig, y) -> Tuple[str, str]:
     loss = config.loss or ("cross_entropy" if task == "classification" else "squared_error")
     if task == "classification" and loss == "poisson":
         raise ValueError("`loss`='poisson' is a regression loss; use task='regression' or 'auto'")
+    if task == "regression":
+        _check_numeric_targets(y, loss, explicit_task=config.task == "regression")
     if task == "regression" and loss not in ("squared_error", "poisson"):
         raise ValueError(
             f"`loss`={loss!r} needs class labels in `y`, got float targets (regression); use 'squared_error' or integer labels"

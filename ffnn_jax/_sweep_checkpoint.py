@@ -12,20 +12,52 @@ exactly as if they had not been stopped. With folds, the best point's refit on a
 run of ``train()`` checkpointed in ``refit/``.
 """
 
+import glob
 import json
 import os
+import re
 from typing import List, Optional, Tuple
 
 import numpy as np
 
 from ._checkpoint import atomic_write_bytes
-from ._distributed import any_process, is_primary
-from ._run_checkpoint import CheckpointError, CheckpointStore, check_epochs_cover, newest_valid, restore_into
+from ._distributed import is_primary, refuse_together
+from ._run_checkpoint import (
+    CheckpointError,
+    CheckpointStore,
+    check_epochs_cover,
+    checkpoint_files,
+    newest_valid,
+    restore_into,
+)
 from ._setup import resumed
 
 
 MANIFEST, FORMAT, VERSION = "sweep.json", "ffnn_jax.sweep", 1
 REFIT = "refit"  # the folder of the refit run
+_CHUNK = re.compile(r"chunk-\d{3,}-\d{6,}")
+
+
+def remove_checkpoints(folder: str) -> None:
+    """Removes the checkpoints ffnn_jax wrote in ``folder`` (a run's ckpt files, or a sweep's
+    manifest, chunk folders and refit run), nothing else: ``ffnn-jax train|sweep --overwrite``
+    starts anew, and a later resume must not continue the run it replaced."""
+    if not os.path.isdir(folder):
+        return
+    inner = [folder, os.path.join(folder, REFIT)]
+    inner += [
+        path
+        for path in glob.glob(os.path.join(glob.escape(folder), "chunk-*"))
+        if _CHUNK.fullmatch(os.path.basename(path))
+    ]
+    for part in inner:
+        for _, path in checkpoint_files(part):
+            os.remove(path)
+        if part != folder and os.path.isdir(part) and not os.listdir(part):
+            os.rmdir(part)
+    manifest = os.path.join(folder, MANIFEST)
+    if os.path.exists(manifest):
+        os.remove(manifest)
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -65,11 +97,7 @@ class SweepCheckpoints:
         except ValueError as error:
             refusal = error
         # every process looks before process 0 writes the manifest (else the others would find it, as a sweep's)
-        (refused_somewhere,) = any_process(refusal is not None)
-        if refusal is not None:
-            raise refusal
-        if refused_somewhere:
-            raise ValueError(f"another process refused `checkpoint_dir` {folder!r} (its error says why)")
+        refuse_together(refusal, f"`checkpoint_dir` {folder!r}")
         if is_primary() and not os.path.exists(path):
             try:
                 atomic_write_bytes(path, json.dumps(about, indent=1).encode(), overwrite=True)

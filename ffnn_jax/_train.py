@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._config import TrainConfig
-from ._distributed import any_process, check_same_everywhere, initialize_distributed, is_primary
+from ._distributed import any_process, check_same_everywhere, initialize_distributed, is_primary, refuse_together
 from ._errors import check_positive_int
 from ._gradcheck import x64_scope
 from ._inference import TrainedModel
@@ -36,6 +36,7 @@ from ._run_checkpoint import (
     CheckpointError,
     CheckpointStore,
     check_epochs_cover,
+    checkpoint_files,
     newest_valid,
     restore_into,
 )
@@ -159,7 +160,8 @@ def train(
         and data-order key); the optimizer's numeric hyperparameters are taken from ``settings``.
       checkpoint_dir: save the whole run there every ``checkpoint_every`` epochs, at the end, and
         when SIGINT/SIGTERM arrives (the call then raises :class:`TrainingInterrupted`); the
-        newest ``keep_checkpoints`` files are kept.
+        newest ``keep_checkpoints`` files are kept. A folder that holds a run's checkpoints
+        is refused unless ``resume``.
       resume: continue from the newest valid checkpoint in ``checkpoint_dir`` (none: start
         fresh). ``epochs`` is the total; every other setting must equal the checkpoint's.
       devices: None (one default device), "all", a count or a list of jax devices: each batch is
@@ -228,6 +230,7 @@ def _train(config, x, y, validation_data, callbacks, sample_weight, initial_para
     check_same_everywhere(about)
     store = None
     if checkpoint_dir is not None:  # every process keeps the schedule; process 0 writes the files
+        _refuse_saved_run(checkpoint_dir, resume)
         store = CheckpointStore(checkpoint_dir, keep=keep_checkpoints, write=is_primary())
     saved = _checkpoint_to_resume(checkpoint_dir, about, config.epochs) if resume and store is not None else None
     (has_callbacks,) = any_process(bool(callbacks))  # the same chunks on every process (process 0's wandb)
@@ -348,6 +351,21 @@ def _about(config: TrainConfig, data: Prepared) -> dict:
         "versions": {"ffnn_jax": __version__, "jax": jax.__version__},
     }
     return json.loads(json.dumps(about))
+
+
+def _refuse_saved_run(folder: str, resume: bool) -> None:
+    """A new run (``resume`` False) refuses a ``checkpoint_dir`` that holds a run's checkpoints:
+    its newest ones would outlive this run's (pruning keeps the highest epochs), and a later resume
+    would continue the old run. Every process looks, so all refuse together."""
+    saved = [] if resume else checkpoint_files(folder)
+    refusal = None
+    if saved:
+        refusal = ValueError(
+            f"`checkpoint_dir` {folder!r} holds the checkpoints of a run (the newest at epoch {saved[0][0]}): pass "
+            "resume=True (ffnn-jax train: --resume) to continue it, or choose another folder (or remove this one, "
+            "or ffnn-jax train: --overwrite) to start anew"
+        )
+    refuse_together(refusal, f"`checkpoint_dir` {folder!r}")
 
 
 def _checkpoint_to_resume(folder: str, about: dict, epochs: int) -> Optional[Checkpoint]:

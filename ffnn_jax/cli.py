@@ -33,6 +33,7 @@ from ._data import (
     csv_layout,
     flat_rows_of,
     infer_task,
+    is_csv_path,
     load_dataset,
     npz_has_test_split,
     resolve_target,
@@ -51,6 +52,7 @@ from ._run_checkpoint import _NAME as _CHECKPOINT_NAME
 from ._run_checkpoint import CheckpointError
 from ._saved_model import load_model
 from ._setup import check_auto_classes, prepare, with_output_bias
+from ._sweep_checkpoint import remove_checkpoints
 from ._train import TrainingDivergedError, TrainingInterrupted, train
 
 
@@ -68,7 +70,7 @@ def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True, w
         "-d",
         "--dataset",
         default="digits",
-        help="digits (default, built in), diabetes (built-in regression), mnist or fashion_mnist (IDX files in --data_dir), or a .npz (arrays x, y) / .csv (target: the last column, or --target) path",
+        help="digits (default, built in), diabetes (built-in regression), mnist or fashion_mnist (IDX files in --data_dir), or a .npz (arrays x, y) / .csv or .tsv (target: the last column, or --target) path",
     )
     data.add_argument(
         "--target",
@@ -237,7 +239,12 @@ def _add_train_flags(parser: argparse.ArgumentParser, *, outputs: bool = True, w
         "only -e may change); with no checkpoint yet, start it",
     )
     out.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
-    out.add_argument("--no_plot", dest="plot", action="store_false", help="do not write loss_curve.png")
+    out.add_argument(
+        "--no_plot",
+        dest="plot",
+        action="store_false",
+        help="write no pictures (loss_curve.png, confusion_matrix.png, sweep.png)",
+    )
     tracking = parser.add_argument_group("Weights & Biases (pip install 'ffnn_jax[wandb]'; WANDB_MODE=offline)")
     tracking.add_argument("-wp", "--wandb_project", default=None,
                           help="log the run (sweep: each member, in one group) to this wandb project")  # fmt: skip
@@ -273,8 +280,11 @@ def _join_processes(args, *, cpu_devices: Optional[int] = 1) -> bool:
 
 def _hidden_sizes(args) -> tuple:
     if args.hidden_sizes:
+        cells = args.hidden_sizes.split(",")
+        if cells[-1].strip() == "" and len(cells) > 1:  # "8,4," as "8,4"
+            cells = cells[:-1]
         try:
-            return tuple(int(s) for s in args.hidden_sizes.split(",") if s.strip())
+            return tuple(int(cell) for cell in cells)  # "8,,4" is an error, not (8, 4)
         except ValueError:
             raise ValueError(f"`--hidden_sizes` must be comma-separated integers, got {args.hidden_sizes!r}") from None
     if args.num_layers < 0:
@@ -432,15 +442,24 @@ def _dropout(text: str):
     return rates[0] if len(rates) == 1 else rates
 
 
+def _label_key(text: str):
+    """A ``--class_weight`` label as the CLI reads labels: 3 and 3.0 as the int 3, else the string."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() else text
+
+
 def _class_weight(text: Optional[str]):
-    """``balanced`` or ``label:weight,...`` (labels as ints where they parse, else strings)."""
+    """``balanced`` or ``label:weight,...`` (labels as ints where they are whole numbers, else strings)."""
     if text is None or text == "balanced":
         return text
     weights = {}
     for pair in text.split(","):
         label, sep, weight = pair.rpartition(":")
         try:
-            weights[int(label) if label.lstrip("-").isdigit() else label] = float(weight)
+            weights[_label_key(label)] = float(weight)
         except ValueError:
             sep = ""
         if not sep or not label:
@@ -603,6 +622,8 @@ def _run_train(args, tracked: list, plots: list) -> int:
     target = resolve_target(args.dataset, args.target)  # None unless a .csv (already checked by _load_splits)
     save_flags = _flags_saver(args, folder, primary)
     checkpoint_dir = args.checkpoint_dir or os.path.join(folder, "checkpoints")
+    if args.overwrite and not args.resume and primary:  # else the replaced run's newest files would be resumed
+        remove_checkpoints(checkpoint_dir)
     progress = _Progress(args.epochs, args.progress and primary)
     jsonl = args.metrics_format == "jsonl" and primary
     if args.wandb_project is not None and primary:  # one wandb run: history, then the test set's extras
@@ -707,7 +728,7 @@ def _run_train(args, tracked: list, plots: list) -> int:
             else ""
         )
         + f" in {seconds:.2f} s (first epoch, with compilation: {summary['first_epoch_seconds']:.2f} s)\n"
-        f"test loss {test['loss']:.4f}, test {metric} {test[metric]:.4f}\n"
+        f"test loss {test['loss']:.4f}{_L2_NOTE if result.l2 > 0 else ''}, test {metric} {test[metric]:.4f}\n"
         f"files in {folder}/: "
         + ", ".join(["params.npz", f"metrics.{args.metrics_format}", "summary.json", *pictures])
         + f"; checkpoints in {checkpoint_dir}/"
@@ -718,7 +739,7 @@ def _run_train(args, tracked: list, plots: list) -> int:
 def _csv_feature_names(path: str, target_index: Optional[int]) -> Optional[tuple]:
     """The header names of a CSV's feature columns: all but ``target_index`` (None: the CSV holds no
     target); None for other data sets and for a CSV without a header."""
-    header = csv_header(path) if path.lower().endswith(".csv") else None
+    header = csv_header(path) if is_csv_path(path) else None
     if header is None or target_index is None:
         return header
     return header[:target_index] + header[target_index + 1 :]
@@ -742,7 +763,7 @@ def _features(path: str, n_features: int, target=None):
                 raise ValueError(f"{path!r} has no array 'x' (or Keras' 'x_test'); it holds {arrays.files}")
             return flat_rows_of(arrays[x_key]), arrays[y_key] if y_key in arrays.files else None
     x, y = load_dataset(path, target=target)
-    if not path.lower().endswith(".csv") or x.shape[1] == n_features:
+    if not is_csv_path(path) or x.shape[1] == n_features:
         return x, y
     if x.shape[1] + 1 != n_features:
         raise ValueError(
@@ -777,12 +798,23 @@ def _target_of_predict_csv(path: str, trained, n_features: int):
     """The target column of the CSV ``path`` to predict on, when no ``--target`` is given: the
     one the model was trained with (``trained``, a name or an index) where the file holds it (the
     name in its header, or one column more than the model's features), else None."""
-    if trained is None or not path.lower().endswith(".csv"):
+    if trained is None or not is_csv_path(path):
         return None
     header, columns = csv_layout(path)
     if isinstance(trained, str):
         return trained if header is not None and trained in header else None
     return trained if columns == n_features + 1 else None
+
+
+def _check_predictions_path(path: str, overwrite: bool) -> None:
+    """``predict --out``: a CSV file to write; an existing one only with ``--overwrite``, never a folder."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"`--out` {path!r} is a folder; give the path of the CSV file to write")
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"`--out` {path!r} exists; pass --overwrite to replace it, or choose another path")
+
+
+_L2_NOTE = " (with the L2 term of --weight_decay, as in training)"
 
 
 def run_predict(args) -> int:
@@ -792,6 +824,7 @@ def run_predict(args) -> int:
             f"`--model` {args.model!r} does not exist; give train's --out folder, a checkpoint "
             "folder or a checkpoint file"
         )
+    _check_predictions_path(args.out, args.overwrite)  # a bad --out before the model is loaded or run
     model = load_model(args.model)
     target_flag = args.target
     if target_flag is None and os.path.isfile(args.dataset):  # the column the model was trained to predict
@@ -828,6 +861,7 @@ def run_predict(args) -> int:
     line = f"wrote {len(x)} predictions to {args.out}"
     if scores is not None:
         line += ", " + ", ".join(f"{name} {value:.4f}" for name, value in scores.items())
+        line += _L2_NOTE if model.l2 > 0 else ""
     print(line)
     return 0
 
@@ -860,6 +894,8 @@ def run_sweep(args) -> int:
     (x, y), (x_test, y_test) = _load_splits(args)
     save_flags = _flags_saver(args, folder, primary)
     checkpoint_dir = args.checkpoint_dir or os.path.join(folder, "checkpoints")
+    if args.overwrite and not args.resume and primary:  # else the replaced run's newest files would be resumed
+        remove_checkpoints(checkpoint_dir)
     start = time.perf_counter()
     bar = _Progress(len(config.points), args.progress and primary, unit="member")
     best_key = "best_" + config.monitor
@@ -873,6 +909,10 @@ def run_sweep(args) -> int:
         result = sweep(x, y, grid=config.points, progress=progress, devices=devices, checkpoint_dir=checkpoint_dir,
                        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
                        resume=args.resume, **settings)  # fmt: skip
+    except ValueError as error:
+        if str(error).startswith("`monitor`="):  # the YAML's metric: name, as the user wrote it
+            raise ValueError(f"--config {args.config!r}, its metric: {error}") from None
+        raise
     except SweepInterrupted as interrupt:
         bar.close()
         if primary:
@@ -1063,10 +1103,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predictions of a run folder, checkpoint folder or file for a data set, as CSV.",
     )
     predict_parser.add_argument(
-        "--model", required=True, help="a run folder (--out of train), checkpoint folder or file"
+        "--model",
+        required=True,
+        help="a run folder (--out of train), checkpoint folder or file; a checkpoint predicts with "
+        "the params the run would return from there (the best epoch so far where early stopping "
+        "keeps the best, else that epoch's)",
     )
     predict_parser.add_argument(
-        "-d", "--dataset", required=True, help="digits, diabetes, or a .npz (x[, y]) / .csv path (target optional)"
+        "-d",
+        "--dataset",
+        required=True,
+        help="digits, diabetes, or a .npz (x[, y]) / .csv / .tsv path (target optional)",
     )
     predict_parser.add_argument(
         "--target", type=_target_flag, default=None, help="the CSV's target column (name or index; default: the last)"

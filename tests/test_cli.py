@@ -346,3 +346,15 @@ def test_show_draws_one_sample_per_class_and_refuses_non_image_data(tmp_path, ca
     with pytest.raises(SystemExit) as caught:
         cli.main(["show", "-d", "diabetes", "--out", str(tmp_path / "x.png")])
     assert caught.value.code == 2 and "not a square image" in capsys.readouterr().err
+
+
+def test_class_weight_labels_written_as_floats_name_the_csvs_whole_number_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.array([3.0, 5.0])[np.arange(40) % 2]
+    rows = "".join(f"{a:.3f},{label:.1f}\n" for a, label in zip(rng.normal(size=40) + labels, labels))
+    (tmp_path / "d.csv").write_text("a,y\n" + rows)  # y written 3.0, 5.0: read as the labels 3, 5
+    argv = ["train", "-d", str(tmp_path / "d.csv"), "-e", "1", "-sz", "4", "--no_progress", "--no_plot"]
+    for weights, out in [("3.0:20,5:1", "floats"), ("3:20", "ints")]:
+        assert cli.main([*argv, "--class_weight", weights, "--out", str(tmp_path / out)]) == 0
+    trained = [np.load(tmp_path / out / "params.npz")["layer0/W"] for out in ("floats", "ints")]
+    np.testing.assert_array_equal(*trained)

@@ -109,3 +109,32 @@ def test_task_classification_on_a_continuous_target_says_the_labels_are_not_whol
     data.write_text("".join(f"{i},{i * 0.37 + 100.25:.2f}\n" for i in range(40)))
     err = _fails(_train("-d", str(data), "--task", "classification", "--out", str(tmp_path / "run")), capsys)
     assert "class labels must be integers, got non-integer floats" in err  # not a list of 1-row "classes"
+
+
+def test_a_dataset_path_that_is_a_folder_is_named_as_a_folder(tmp_path, capsys):
+    (tmp_path / "data.csv").mkdir()
+    err = _fails(_train("-d", str(tmp_path / "data.csv"), "--out", str(tmp_path / "o")), capsys)
+    assert "is a folder; give the path of a .csv or .npz file" in err
+
+
+def test_predict_out_is_checked_before_the_model_runs_naming_the_flag(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    assert cli.main(_train("-sz", "4", "--out", run)) == 0
+    err = _fails(["predict", "--model", run, "-d", "digits", "--out", run, "--overwrite"], capsys)
+    assert f"`--out` {run!r} is a folder" in err
+    (tmp_path / "mine.csv").write_text("mine")
+    err = _fails(["predict", "--model", run, "-d", "digits", "--out", str(tmp_path / "mine.csv")], capsys)
+    assert "exists; pass --overwrite to replace it" in err
+    assert (tmp_path / "mine.csv").read_text() == "mine"
+
+
+def test_an_empty_size_in_hidden_sizes_is_an_error_not_dropped(tmp_path, capsys):
+    err = _fails(_train("--hidden_sizes", "8,,4", "--out", str(tmp_path / "o")), capsys)
+    assert "`--hidden_sizes` must be comma-separated integers, got '8,,4'" in err
+
+
+def test_a_regression_loss_on_text_labels_names_the_labels_not_a_dtype(tmp_path, capsys):
+    rows = "\n".join(f"{i % 7 / 7},{i % 3},{'cat' if i % 2 else 'dog'}" for i in range(40))
+    (tmp_path / "pets.csv").write_text("a,b,animal\n" + rows + "\n")
+    err = _fails(_train("-d", str(tmp_path / "pets.csv"), "-l", "poisson", "--out", str(tmp_path / "o")), capsys)
+    assert "`loss`='poisson' (a regression loss) needs numeric targets" in err and "such as 'dog'" in err

@@ -85,6 +85,33 @@ def test_resume_reuses_the_flags_the_run_started_with_and_only_epochs_may_change
     assert json.loads(open(os.path.join(out, "command.json")).read())["epochs"] == 5
 
 
+def test_overwrite_replaces_the_runs_checkpoints_so_a_later_resume_continues_the_new_run(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    flags = ["-sz", "8", "--no_plot", "--no_progress", "--out", out]
+    assert cli.main(["train", "-e", "5", "--keep_checkpoints", "5", *flags]) == 0
+    assert cli.main(["train", "-e", "2", "--overwrite", *flags]) == 0  # the old run's epochs 4, 5 outlived it
+    saved = sorted(os.listdir(os.path.join(out, "checkpoints")))
+    assert saved == ["ckpt-00000001.npz", "ckpt-00000002.npz"]
+    capsys.readouterr()
+    assert cli.main(["train", "--out", out, "--resume", "-e", "3", "--no_progress"]) == 0
+    assert "1 in this call" in capsys.readouterr().out
+    rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
+
+
+def test_overwrite_starts_a_sweep_anew_where_a_refused_one_left_its_manifest(tmp_path, capsys):
+    config, out = tmp_path / "sweep.yaml", str(tmp_path / "sweep")
+    config.write_text("method: grid\nmetric: {name: val_r2, goal: maximize}\nparameters:\n  learning_rate:\n"
+                      "    values: [0.01, 0.1]\n")  # fmt: skip
+    flags = ["sweep", "--config", str(config), "-e", "1", "-sz", "4", "--out", out, "--no_progress", "--no_plot"]
+    with pytest.raises(SystemExit):
+        cli.main(flags)  # digits is a classification: val_r2 is refused, named as the YAML's metric
+    assert "its metric: `monitor`='val_r2' needs a regression task" in capsys.readouterr().err
+    config.write_text(config.read_text().replace("val_r2", "val_accuracy"))
+    assert cli.main([*flags, "--overwrite"]) == 0
+    assert os.path.isfile(os.path.join(out, "sweep.csv"))
+
+
 def test_a_folder_resumes_only_with_the_command_that_made_it_and_is_left_as_it_was(tmp_path, capsys):
     config, sweep_out, train_out = tmp_path / "sweep.yaml", str(tmp_path / "sweep"), str(tmp_path / "train")
     config.write_text("method: grid\nparameters:\n  learning_rate:\n    values: [0.01, 0.1]\n")

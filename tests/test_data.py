@@ -473,3 +473,11 @@ def test_an_npz_of_images_in_keras_layout_loads_both_splits_as_flat_rows(tmp_pat
     assert ffnn_jax.load_dataset(str(tmp_path / "one.npz")).x.shape == (5, 12)
     with pytest.raises(ValueError, match=r"has no arrays 'x_test' and 'y_test'"):
         ffnn_jax.load_dataset(str(tmp_path / "one.npz"), "test")
+
+
+def test_a_tsv_file_is_read_as_a_csv_by_load_dataset_and_resolve_target(tmp_path):
+    path = tmp_path / "d.tsv"
+    path.write_bytes(SAME_TABLE["tabs"].encode())
+    x, y = ffnn_jax.load_dataset(str(path))
+    np.testing.assert_array_equal(x, [[1.5, 2], [-3, 4.25]])
+    assert y.tolist() == [0, 1] and resolve_target(str(path), "label") == TargetColumn(2, "label")

@@ -122,6 +122,15 @@ def test_resume_with_fewer_epochs_than_the_checkpoint_has_run_is_refused_naming_
     assert sorted(os.listdir(tmp_path)) == saved
 
 
+def test_a_new_run_refuses_a_folder_holding_a_runs_checkpoints_and_leaves_them_as_they_were(tmp_path):
+    x, y = _data()
+    ffnn_jax.train(x, y, hidden_sizes=(8,), epochs=3, checkpoint_dir=str(tmp_path), keep_checkpoints=5)
+    saved = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    with pytest.raises(ValueError, match=r"holds the checkpoints of a run \(the newest at epoch 3\): pass resume=True"):
+        ffnn_jax.train(x, y, hidden_sizes=(8,), epochs=1, checkpoint_dir=str(tmp_path))
+    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == saved
+
+
 @pytest.mark.parametrize(
     "change, named",
     [
