@@ -41,11 +41,25 @@ class Standardizer(NamedTuple):
         return (x - self.mean) / self.scale
 
 
-def fit_standardizer(x: np.ndarray) -> Standardizer:
-    """Mean and standard deviation per column; constant columns get scale 1 (left centred)."""
-    mean = x.mean(axis=0)
-    std = x.std(axis=0)
-    return Standardizer(mean.astype(x.dtype), np.where(std > 0, std, 1.0).astype(x.dtype))
+def fit_standardizer(x: np.ndarray, rows_per_pass: int = 1 << 16) -> Standardizer:
+    """Mean and standard deviation per column, accumulated in float64 (``rows_per_pass`` rows at a
+    time, so no float64 copy of ``x``); a constant column gets scale 1 (left centred).
+
+    A column is constant when its variance is within float64 rounding of zero (scikit-learn's
+    StandardScaler test): a float32 standard deviation of a constant 0.1 column is ~1e-8, not 0,
+    and dividing by it would make any other value at predict time an input in the thousands.
+    """
+    n = len(x)
+    mean = x.mean(axis=0, dtype=np.float64)
+    squares = np.zeros(x.shape[1], np.float64)
+    for start in range(0, n, rows_per_pass):
+        deviation = x[start : start + rows_per_pass].astype(np.float64) - mean
+        squares += np.einsum("ij,ij->j", deviation, deviation)
+    var = squares / max(n, 1)
+    eps = np.finfo(np.float64).eps
+    constant = var <= n * eps * var + (n * mean * eps) ** 2
+    scale = np.where(constant, 1.0, np.sqrt(var))
+    return Standardizer(mean.astype(x.dtype), scale.astype(x.dtype))
 
 
 def feature_names_of(x) -> Optional[Tuple[str, ...]]:

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from sklearn.preprocessing import StandardScaler
 from test_train import _CompileCounter
 
 import ffnn_jax
@@ -115,6 +116,18 @@ def test_standardizer_centres_and_scales_and_leaves_constant_columns():
     np.testing.assert_allclose(scaled.mean(0), 0.0, atol=1e-6)
     np.testing.assert_allclose(scaled[:, 0].std(), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(scaled[:, 1], 0.0)
+
+
+def test_a_constant_column_whose_float32_std_is_rounding_gets_scale_1_as_in_standard_scaler():
+    rng = np.random.default_rng(0)
+    x = np.column_stack([np.full(1000, 0.1), rng.normal(100, 0.01, 1000), np.full(1000, 123.456)]).astype(np.float32)
+    assert x[:, [0, 2]].std(0).min() > 0  # float32 rounding: not 0, so a test of std > 0 divides by ~1e-8
+    standardizer = fit_standardizer(x, rows_per_pass=300)
+    reference = StandardScaler().fit(x)
+    np.testing.assert_allclose(standardizer.scale, reference.scale_, rtol=1e-6)
+    np.testing.assert_allclose(standardizer.mean, reference.mean_, rtol=1e-6)
+    shifted = standardizer.apply(np.array([[0.1001, 100.0, 123.5]], np.float32))
+    assert np.all(np.abs(shifted) < 1.0)  # a value near the constant stays near 0, not in the thousands
 
 
 def test_built_in_datasets_load_offline():
