@@ -13,6 +13,8 @@ import numpy as np
 from ._data import split_indices
 from ._errors import check_positive_int
 from ._labels import encode_labels, encode_with, is_label_column
+from ._losses import l2_penalty, per_example_loss
+from ._step import r2_score
 from ._train import TrainResult
 
 
@@ -54,26 +56,44 @@ class EnsembleResult:
         return index if self.classes is None else self.classes[index]
 
     def evaluate(self, x, y) -> dict:
-        """The ensemble's ``{"loss", "accuracy"}`` (log-loss of the mean probabilities) or ``{"loss", "r2"}``."""
-        if self.task == "classification" and self.members[0].model.loss == "cross_entropy":
-            codes = encode_with(self.classes, y, "y") if self.classes is not None else np.asarray(y).reshape(-1)
-            p = np.clip(self.predict_proba(x)[np.arange(len(codes)), codes], 1e-12, 1.0)
-            return {
-                "loss": float(-np.mean(np.log(p))),
-                "accuracy": float(np.mean(np.argmax(self.predict_proba(x), -1) == codes)),
-            }
+        """The ensemble's ``{"loss", "accuracy"}`` or ``{"loss", "r2"}``, as a member's ``evaluate``
+        computes them (the same loss, with the members' mean L2 term), on the averaged prediction:
+        the mean probabilities (classification) or mean outputs (regression; rates for poisson).
+        One member scores exactly as that member does."""
+        loss = self.members[0].model.loss
         if self.task == "classification":
-            target = np.asarray(y).reshape(len(x), -1)
-            p = np.clip(self.predict_proba(x).reshape(target.shape), 1e-12, 1 - 1e-12)
-            loss = -np.mean(target * np.log(p) + (1 - target) * np.log(1 - p))
-            return {"loss": float(loss), "accuracy": float(np.mean((p > 0.5) == (target > 0.5)))}
-        target = np.asarray(y, np.float64).reshape(len(x), -1)
-        output = self._mean_output(x).reshape(target.shape)
-        residual, total = np.sum((target - output) ** 2), np.sum((target - target.mean(axis=0)) ** 2)
-        return {
-            "loss": float(0.5 * np.mean(np.sum((target - output) ** 2, axis=1))),
-            "r2": float(1 - residual / max(total, 1e-300)),
-        }
+            p = np.clip(self.predict_proba(x).astype(np.float64), 1e-12, 1 - 1e-12)
+            if loss == "binary_cross_entropy":
+                target = np.asarray(y).reshape(p.shape)
+                scores, accuracy = np.log(p) - np.log1p(-p), np.mean((p > 0.5) == (target > 0.5))
+            else:
+                one_hot = np.ndim(y) == 2 and np.shape(y)[1] == p.shape[1]
+                target = (
+                    np.asarray(y)
+                    if one_hot
+                    else encode_with(self.classes, y, "y")
+                    if self.classes is not None
+                    else np.asarray(y).reshape(-1)
+                )
+                codes = np.argmax(target, axis=1) if one_hot else target
+                scores, accuracy = np.log(p), np.mean(np.argmax(p, axis=1) == codes)  # softmax(log p) = p
+            data_loss = per_example_loss(scores.astype(np.float32), _floats(target), loss, classification=True)
+            metric = {"accuracy": float(accuracy)}
+        else:
+            output = self._mean_output(x).astype(np.float64).reshape(len(x), -1)  # [n, outputs]
+            target = np.asarray(y, np.float64).reshape(output.shape)
+            scores = np.log(np.maximum(output, 1e-300)) if loss == "poisson" else output  # the members' log link
+            data_loss = per_example_loss(
+                scores.astype(np.float32), target.astype(np.float32), loss, classification=False
+            )
+            metric = {"r2": float(r2_score(target, output))}
+        penalty = np.mean([member.l2 * float(l2_penalty(member.params)) for member in self.members])
+        return {"loss": float(np.mean(data_loss)) + float(penalty), **metric}
+
+
+def _floats(target: np.ndarray) -> np.ndarray:
+    """Float targets as float32 (the losses' dtype); integer labels as they are."""
+    return target.astype(np.float32) if target.dtype.kind == "f" else target
 
 
 def train_ensemble(x, y, k: int, *, validation_data=None, sample_weight=None, **settings) -> EnsembleResult:

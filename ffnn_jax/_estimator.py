@@ -465,6 +465,10 @@ class _BaseMLP(BaseEstimator):
         resume = previous if isinstance(previous, _SolverState) and previous.key == state_key else None
         samples_seen = self.t_ if resume is None else resume.samples_seen
         settings = self._optimizer_settings(scale, n, -(-n // batch_size), samples_seen)
+        # scikit-learn's squared loss is a mean over the outputs too (its gradient is not): our loss per
+        # row sums them, so the reported losses and tol's comparisons divide by them as well
+        outputs = targets.shape[1] if loss == "squared_error" and not is_classifier(self) and targets.ndim == 2 else 1
+        reported = scale * outputs
         if resume is not None and "reduce_lr_factor" in settings:  # keep η where earlier plateaus left it
             settings["learning_rate"] = float(resume.state.opt_state.hyperparams["learning_rate"])
         run = functools.partial(
@@ -474,7 +478,7 @@ class _BaseMLP(BaseEstimator):
             n_classes=self.n_outputs_ if loss == "cross_entropy" else None,
             weight_decay=self.alpha if self.optimizer == "adamw" else scale * self.alpha / (batch_size * mean_weight),
             batch_size=batch_size, shuffle=self.shuffle, seed=seed, plateau_rule="sklearn", early_stopping=True,
-            patience=int(min(self.n_iter_no_change, self.max_iter)), **self._stopping_rule(scale), **settings,
+            patience=int(min(self.n_iter_no_change, self.max_iter)), **self._stopping_rule(reported), **settings,
         )  # fmt: skip
 
         def start(progress) -> dict:  # fresh device copies each call (a run donates its buffers)
@@ -486,7 +490,7 @@ class _BaseMLP(BaseEstimator):
 
         epochs, diverged = 1 if incremental else self.max_iter, False
         try:
-            result = run(epochs=epochs, **start(self._print_progress(scale)))
+            result = run(epochs=epochs, **start(self._print_progress(reported)))
         except TrainingInterrupted as interrupt:  # Ctrl-C: scikit-learn keeps the epochs done, with a warning
             if interrupt.result is None:
                 raise
@@ -502,7 +506,7 @@ class _BaseMLP(BaseEstimator):
             result = run(epochs=finite_epochs, **start(lambda epoch, row: None)) if finite_epochs > 0 else None
         history = {} if result is None else result.history
         missing = epochs - len(history.get("train_loss", [])) if diverged else 0  # NaN epochs, as scikit-learn's
-        losses = [v / scale for v in history.get("train_loss", [])] + [np.nan] * missing
+        losses = [v / reported for v in history.get("train_loss", [])] + [np.nan] * missing
         self.n_iter_, self.loss_ = len(losses), losses[-1]
         self.t_ += n * self.n_iter_
         self.loss_curve_ = self.loss_curve_ + losses
@@ -510,7 +514,7 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = min(np.inf if self.best_loss_ is None else self.best_loss_, *losses)
         else:
             scores = history.get("val_accuracy" if is_classifier(self) else "val_r2", []) + [np.nan] * missing
-            val_losses = [v / scale for v in history.get("val_loss", [])] + [np.nan] * missing
+            val_losses = [v / reported for v in history.get("val_loss", [])] + [np.nan] * missing
             self.validation_scores_ = (self.validation_scores_ or []) + scores  # None after a fit without it
             self.validation_loss_curve_ = (self.validation_loss_curve_ or []) + val_losses
             # scikit-learn's running best ignores NaN scores (-inf if there is none)

@@ -367,11 +367,22 @@ def _evaluate(params: Params, x: Array, y: Array, weight_decay: Array, *, model:
     )
     if model.classification:
         return {"loss": value, "accuracy": correct_count(scores, y, mask, model) / x.shape[0]}
-    target = y.reshape(scores.shape)
     mean = jnp.exp(scores) if model.loss == "poisson" else scores
-    residual = jnp.sum((target - mean) ** 2)
-    total = jnp.sum((target - target.mean(axis=0)) ** 2)
-    return {"loss": value, "r2": 1.0 - residual / jnp.maximum(total, jnp.finfo(scores.dtype).tiny)}
+    return {"loss": value, "r2": r2_score(y.reshape(scores.shape), mean)}
+
+
+def r2_score(target: Array, prediction: Array) -> Array:
+    """R² [] of ``prediction`` for ``target`` ([n] or [n, k]): the mean over outputs of each one's
+    1 − Σ residual² / Σ (y − ȳ)², as scikit-learn's ``r2_score`` (multioutput="uniform_average");
+    an output constant in ``target`` scores 1 when predicted exactly, else 0 (its ``force_finite``)."""
+    target = target.reshape(target.shape[0], -1)
+    prediction = prediction.reshape(target.shape)
+    residual = jnp.sum((target - prediction) ** 2, axis=0)
+    total = jnp.sum((target - target.mean(axis=0)) ** 2, axis=0)
+    per_output = jnp.where(
+        total > 0, 1.0 - residual / jnp.where(total > 0, total, 1.0), jnp.where(residual > 0, 0.0, 1.0)
+    )
+    return jnp.mean(per_output)
 
 
 evaluate_arrays = functools.partial(jax.jit, static_argnames=("model",))(_evaluate)

@@ -36,6 +36,7 @@ import numpy as np
 
 from ._checkpoint import atomic_write_bytes
 from ._config import TrainConfig
+from ._data import check_feature_names, feature_names_of
 from ._distributed import any_process, check_same_everywhere, smallest_everywhere
 from ._errors import check_positive_int
 from ._gradcheck import x64_scope
@@ -43,6 +44,7 @@ from ._labels import is_label_column
 from ._loop import RunState, run_members
 from ._parallel import gather_to_host, make_mesh, replicate, shard_leading
 from ._setup import Setup, epochs_per_dispatch, place, prepare, sampled_rows, setup
+from ._sparse import is_scipy_sparse
 from ._stopping import watched_value
 from ._sweep_checkpoint import FORMAT as CHECKPOINT_FORMAT
 from ._sweep_checkpoint import REFIT, SweepCheckpoints, SweepInterrupted, chunk_checkpoint
@@ -262,7 +264,10 @@ def sweep(
     check_positive_int("max_members", max_members, allow_none=True)
     if progress is not None and not callable(progress):
         raise TypeError(f"`progress` must be callable as progress(done, total, best_row), got {progress!r}")
-    x_all, y_all = np.asarray(x), np.asarray(y)
+    feature_names = feature_names_of(x)  # a DataFrame's columns, checked and kept as train() keeps them
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+        check_feature_names(validation_data[0], feature_names, "validation_data[0]")
+    x_all, y_all = x.tocsr() if is_scipy_sparse(x) else np.asarray(x), np.asarray(y)  # sparse rows stay sparse
     w_all = None if sample_weight is None else np.asarray(sample_weight)
     pairs = None if folds is None else fold_pairs(folds, x_all, y_all, seed=base.seed)
     if pairs is None:
@@ -291,6 +296,8 @@ def sweep(
         devices=devices, checkpoints=checkpoints,
     )  # fmt: skip
     results, monitor = trained.results, trained.monitor  # monitor as train() resolves it: val_loss with validation
+    if feature_names is not None:
+        results = [dataclasses.replace(result, feature_names=feature_names) for result in results]
     table = _table(points, where, results, monitor, None if pairs is None else len(pairs))
     best_index = _best_point(table, monitor)
     best = None
@@ -323,8 +330,7 @@ def _sweep_about(points, base: TrainConfig, digests: dict, extra: tuple, pairs, 
     validation_data, sample_weight = extra
     digests = dict(digests)
     if validation_data is not None:
-        digests.update(x_val=_sampled_digest(np.asarray(validation_data[0])),
-                       y_val=_sampled_digest(np.asarray(validation_data[1])))  # fmt: skip
+        digests.update(x_val=_sampled_digest(validation_data[0]), y_val=_sampled_digest(validation_data[1]))
     if sample_weight is not None:
         digests["sample_weight"] = _sampled_digest(sample_weight)
     if pairs is not None:
@@ -496,16 +502,19 @@ def _groups(members, keys, datasets):
     for index, (member, key) in enumerate(zip(members, keys)):
         data, placed = datasets[key]
         ready = setup(member.config, data, placed=placed, initial_params=member.initial_params, split_batches=False)
-        shapes = jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), (ready.run, placed))
-        signature = (ready.spec, jax.tree_util.tree_structure(ready.run), str(shapes))
+        leaves, structure = jax.tree_util.tree_flatten((ready.run, placed))  # placed x may be SparseRows
+        signature = (ready.spec, structure, str([(leaf.shape, leaf.dtype) for leaf in leaves]))
         groups.setdefault(signature, []).append((index, ready))
     return list(groups.values())
 
 
-def _sampled_digest(array: np.ndarray) -> str:
-    """A SHA-256 of up to 256 evenly spaced rows and the shape (what processes compare)."""
-    rows = sampled_rows(len(array))
-    return hashlib.sha256(repr(array.shape).encode() + np.ascontiguousarray(array[rows]).tobytes()).hexdigest()
+def _sampled_digest(array) -> str:
+    """A SHA-256 of up to 256 evenly spaced rows and the shape (what processes compare); ``array``
+    dense or scipy sparse."""
+    array = array if is_scipy_sparse(array) else np.asarray(array)
+    picked = array[sampled_rows(array.shape[0])]
+    picked = picked.toarray() if is_scipy_sparse(picked) else picked
+    return hashlib.sha256(repr(array.shape).encode() + np.ascontiguousarray(picked).tobytes()).hexdigest()
 
 
 def _stack(trees):

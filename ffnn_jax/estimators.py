@@ -12,7 +12,10 @@ How scikit-learn's settings map (n_b rows in a batch, w̄ their mean weight):
   the squared error summed over outputs (its gradients follow that; with several outputs its
   reported loss averages them instead). :func:`ffnn_jax.loss` is ``c · data + (λ/2) Σ‖W‖²``,
   c = 1 (classification) or 2 (regression). So λ = c·α/(n_b·w̄), SGD gets η/c, Adam-type
-  optimizers ε·c, and ``loss_curve_`` is divided by c. The last, smaller batch of an epoch
+  optimizers ε·c, and ``loss_curve_`` is divided by c (by c·k for k regression outputs, as
+  scikit-learn's reported loss averages them, ``tol`` compared on that; the L2 part is then
+  divided by k too, where scikit-learn's is not; lbfgs reports the objective it minimises, summed
+  over the outputs as scikit-learn's gradients are). The last, smaller batch of an epoch
   keeps a full batch's λ (scikit-learn's grows).
 - ``solver="lbfgs"`` minimises that objective over the whole set (λ = c·α/Σw) with optax's
   L-BFGS (memory 10, zoom line search) compiled into one loop, stopping by scipy's rules:

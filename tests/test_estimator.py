@@ -6,6 +6,7 @@ import inspect
 import pickle
 import sys
 import tracemalloc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -494,3 +495,16 @@ def test_default_limit_refuses_a_huge_sparse_fit_without_allocating_it():
     huge = scipy.sparse.csr_matrix(([1.0], ([0], [0])), shape=(100_000, 1_000_000), dtype=np.float32)  # 400 GB dense
     with pytest.raises(ValueError, match=r"381,469.7 MiB, above the limit for sparse input of 1,024.0 MiB"):
         MLPRegressor(**small(solver="lbfgs")).fit(huge, np.zeros(100_000))
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_a_multi_output_loss_is_scikit_learns_half_squared_error_averaged_over_the_outputs(solver):
+    X, Y = make_regression(300, 6, n_targets=4, noise=5, random_state=0)
+    Y = Y / Y.std()
+    kw = dict(hidden_layer_sizes=(16,), solver=solver, alpha=0.0, max_iter=300, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fitted = MLPRegressor(batch_size=300, shuffle=False, **kw).fit(X, Y)
+    # scikit-learn's LOSS_FUNCTIONS["squared_error"] at the final weights: a mean over rows and outputs, halved
+    expected = LOSS_FUNCTIONS["squared_error"](Y, fitted.predict(X))
+    assert fitted.loss_ == pytest.approx(expected, rel=0.03)  # the last epoch's loss, before its update

@@ -187,6 +187,42 @@ def test_plot_draws_curves_and_a_heatmap_for_a_two_axis_grid(tmp_path, digits):
     assert result.grid_names == ("learning_rate", "weight_decay") and result.monitor == "val_loss"
 
 
+def _ensemble_cases():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5)).astype(np.float32)
+    return x, {
+        "cross_entropy": dict(y=(x[:, 0] > 0).astype(int) + (x[:, 1] > 0)),
+        "squared_error-2-outputs": dict(y=np.column_stack([x[:, 0] + x[:, 1], 3 * x[:, 2]])),
+        "squared_error-1-output": dict(y=2 * x[:, 0]),
+        "binary_cross_entropy": dict(y=(x[:, :3] > 0).astype(np.float32), loss="binary_cross_entropy"),
+        "poisson": dict(y=rng.poisson(np.exp(0.3 * x[:, 0])).astype(np.float32), loss="poisson"),
+        "weight_decay": dict(y=(x[:, 0] > 0).astype(int), weight_decay=1e-2),
+    }
+
+
+@pytest.mark.parametrize("case", list(_ensemble_cases()[1]))
+def test_an_ensemble_of_one_scores_exactly_as_its_member_does(case):
+    x, cases = _ensemble_cases()
+    kw = dict(cases[case])
+    y = kw.pop("y")
+    ensemble = ffnn_jax.train(x, y, ensemble=1, epochs=3, hidden_sizes=(8,), validation_fraction=0.25, **kw)
+    member, together = ensemble.scores["members"][0], ensemble.scores["ensemble"]
+    assert member.keys() == together.keys()
+    for name in member:  # the same loss (½, per-label sums, poisson, the L2 term), the same R² and accuracy
+        assert together[name] == pytest.approx(member[name], rel=1e-5, abs=1e-6), name
+
+
+def test_multi_output_r2_is_the_uniform_average_of_scikit_learns_r2_score():
+    from sklearn.metrics import r2_score
+
+    x, cases = _ensemble_cases()
+    y = cases["squared_error-2-outputs"]["y"]
+    result = ffnn_jax.train(x, y, epochs=5, hidden_sizes=(8,), optimizer="adam", learning_rate=0.01)
+    predicted = result.predict(x)
+    assert r2_score(y, predicted) != pytest.approx(r2_score(y, predicted, multioutput="variance_weighted"), abs=1e-3)
+    assert result.evaluate(x, y)["r2"] == pytest.approx(r2_score(y, predicted), abs=1e-5)
+
+
 def test_an_ensemble_trains_k_seeds_in_one_program_and_averages_their_probabilities(digits):
     x, y = digits
     names = np.array(list("abcdefghij"))[y]
@@ -344,3 +380,33 @@ def test_members_of_one_data_order_draw_the_dropout_masks_their_standalone_runs_
         _agrees_with_standalone(member, ffnn_jax.train(x, y, **{**settings, "learning_rate": value}))
     without = ffnn_jax.train(x, y, **{**settings, "learning_rate": 1e-2, "dropout": 0.0})
     assert abs(result.results[1].history["train_loss"][-1] - without.history["train_loss"][-1]) > 1e-3  # masks drawn
+
+
+def test_a_sweep_keeps_a_dataframes_columns_and_refuses_them_reordered_as_train_does():
+    pd = pytest.importorskip("pandas")
+    x, y = ffnn_jax.load_digits()
+    frame = pd.DataFrame(np.asarray(x)[:300, :6], columns=[f"f{i}" for i in range(6)])
+    labels = np.asarray(y)[:300]
+    kw = dict(grid={"learning_rate": [1e-2, 3e-2]}, hidden_sizes=(4,), epochs=2)
+    result = ffnn_jax.sweep(frame, labels, validation_fraction=0.2, **kw)
+    assert all(member.feature_names == tuple(frame.columns) for member in result.results)
+    reordered = frame[frame.columns[::-1]]
+    with pytest.raises(ValueError, match="`x` has the training columns in another order"):
+        result.best.predict(reordered)
+    with pytest.raises(ValueError, match=r"`validation_data\[0\]` has the training columns in another order"):
+        ffnn_jax.sweep(frame, labels, validation_data=(reordered, labels), **kw)
+    ensemble = ffnn_jax.train(frame, labels, ensemble=2, epochs=2, hidden_sizes=(4,))
+    with pytest.raises(ValueError, match="another order"):
+        ensemble.predict(reordered)
+
+
+@pytest.mark.parametrize("folds", [None, 3])
+def test_a_sweep_on_scipy_sparse_rows_equals_the_dense_sweep(digits, folds):
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    x, y = digits
+    kw = dict(grid={"learning_rate": [1e-2, 3e-2]}, hidden_sizes=(8,), epochs=2, optimizer="adam")
+    kw.update(validation_fraction=0.2) if folds is None else kw.update(folds=folds)
+    sparse = ffnn_jax.sweep(scipy_sparse.csr_matrix(x), y, **kw)
+    dense = ffnn_jax.sweep(x, y, **kw)
+    for a, b in zip(sparse.table, dense.table):
+        np.testing.assert_allclose(a["best_val_loss"], b["best_val_loss"], rtol=1e-5)
