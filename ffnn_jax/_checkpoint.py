@@ -32,6 +32,8 @@ _STANDARDIZED_MSG = (
 
 def atomic_write_bytes(path: str, data: bytes, *, overwrite: bool = False) -> None:
     """Writes ``data`` to ``path`` through a temporary file and an atomic rename."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"`path` {path!r} is a folder; give the path of the file to write")
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"`path` {path!r} exists; pass overwrite=True to replace it")
     folder = os.path.dirname(os.path.abspath(path))

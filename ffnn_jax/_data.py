@@ -266,14 +266,18 @@ def validate_y(
     if y.ndim not in (1, 2) or y.size == 0:
         raise ValueError(f"`{name}` must be a non-empty 1-D [n] or 2-D [n, k] array, got shape {y.shape}")
     if y.shape[0] != n_samples:
-        raise ValueError(f"`x` and `{name}` must have the same number of samples, got {n_samples} and {y.shape[0]}")
+        rows_of = "validation_data[0]" if name == "validation_data[1]" else "x"  # the inputs y goes with
+        raise ValueError(
+            f"`{rows_of}` and `{name}` must have the same number of samples, got {n_samples} and {y.shape[0]}"
+        )
     if not np.all(np.isfinite(y)):
         raise ValueError(f"`{name}` must be finite, got {int(np.sum(~np.isfinite(y)))} NaN/inf values")
     if task == "regression":
         return y.astype(dtype)
     if multi_label or y.ndim == 2:
         if not np.all((y == 0) | (y == 1)):
-            raise ValueError(f"`{name}` as a 2-D classification target must hold only 0 and 1 (one-hot or multi-label)")
+            what = "a 2-D classification target" if y.ndim == 2 else "a binary_cross_entropy target"
+            raise ValueError(f"`{name}` as {what} must hold only 0 and 1 (one-hot or multi-label rows [n, k])")
         return y.astype(dtype)
     if y.dtype.kind == "f" and not np.all(y == np.round(y)):
         raise ValueError(f"`{name}` class labels must be integers, got non-integer floats (use task='regression'?)")

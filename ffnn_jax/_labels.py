@@ -5,6 +5,7 @@ the network's output j is ``classes[j]``. A column of labels [n, 1] is labels, n
 softmax.
 """
 
+import numbers
 from typing import Optional, Tuple
 
 import numpy as np
@@ -29,6 +30,10 @@ def _labels_array(y, name: str) -> np.ndarray:
             y = y.astype(str)
         elif all(isinstance(v, (bool, np.bool_)) for v in y):
             y = y.astype(bool)
+        elif all(isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in y):
+            y = y.astype(np.int64)  # ints held as objects (a pandas object column, list(...) into dtype=object)
+        elif all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in y):
+            y = y.astype(np.float64)  # then checked to be whole numbers below
         else:
             raise TypeError(f"`{name}` class labels must all be strings, all numbers or all bools, got a mix")
     if y.dtype.kind not in "biufUS":

@@ -167,3 +167,18 @@ def test_evaluate_names_the_shape_mismatch_of_float_labels_for_a_classifier(digi
         ffnn_jax.evaluate(result.params, x, y.astype(np.float32))  # was NumPy's "cannot reshape"
     with pytest.raises(ValueError, match="`y` has 3 columns, but the network has 10 outputs"):
         ffnn_jax.evaluate(result.params, x, ffnn_jax.one_hot(y % 3, 3))
+
+
+def test_integer_labels_held_as_python_objects_are_labels_not_a_mix():
+    x = np.random.default_rng(0).normal(size=(60, 3)).astype(np.float32)
+    labels = np.array([3, 7, 10] * 20, dtype=object)  # a pandas object column of ints, or np.array(list(y), object)
+    result = ffnn_jax.train(x, labels, epochs=1, hidden_sizes=(4,))
+    assert result.classes.tolist() == [3, 7, 10] and result.predict(x).dtype.kind == "i"
+
+
+def test_a_binary_cross_entropy_target_of_other_labels_and_a_short_validation_y_are_named():
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="as a binary_cross_entropy target must hold only 0 and 1"):
+        ffnn_jax.train(x, np.where(x[:, 0] > 0, 3, 7), loss="binary_cross_entropy", epochs=1)
+    with pytest.raises(ValueError, match=r"`validation_data\[0\]` and `validation_data\[1\]` must have the same"):
+        ffnn_jax.train(x, (x[:, 0] > 0).astype(int), validation_data=(x[:10], np.zeros(9, int)), epochs=1)

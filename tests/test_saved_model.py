@@ -115,3 +115,11 @@ def test_a_dataframe_with_other_columns_or_another_order_is_refused_where_it_wou
         reopened.predict_proba(reordered)
     checkpointed = ffnn_jax.train(frame, NAMES, hidden_sizes=(8,), epochs=1, checkpoint_dir=str(tmp_path / "ckpt"))
     assert ffnn_jax.load_model(str(tmp_path / "ckpt")).feature_names == checkpointed.feature_names
+
+
+def test_saving_onto_a_folder_is_named_as_a_folder_even_with_overwrite(tmp_path):
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    result = ffnn_jax.train(x, (x[:, 0] > 0).astype(int), epochs=1, hidden_sizes=(4,))
+    for overwrite in (False, True):
+        with pytest.raises(IsADirectoryError, match="is a folder; give the path of the file to write"):
+            result.save(str(tmp_path), overwrite=overwrite)
