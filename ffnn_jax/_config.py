@@ -27,7 +27,7 @@ class TrainConfig:
     activation: str | Callable = "relu"
     loss: Optional[str] = None  # None: cross_entropy for classification, squared_error for regression
     task: str = "auto"  # "auto" infers from y: int labels -> classification, floats -> regression
-    n_classes: Optional[int] = None  # None: max label + 1
+    n_classes: Optional[int] = None  # None: the classes are the sorted distinct labels of y; k: labels 0..k-1
     weight_init: str | Callable = "xavier"
     # "auto": a regression's last bias starts at the targets' (weighted) mean (its log for poisson),
     # the best constant prediction; classification's stays 0. "zeros": every bias starts at 0.

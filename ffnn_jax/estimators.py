@@ -79,11 +79,11 @@ How scikit-learn's settings map (n_b rows in a batch, w̄ their mean weight):
   training dtype (the smallest positive weight in [1, 2), so no batch weighs below 1).
 - Sparse ``X`` (scipy CSR or CSC; other formats become CSR, as in scikit-learn): ``predict``,
   ``predict_proba`` and ``score`` keep it sparse (the first layer is a sparse-dense product).
-  ``fit`` and ``partial_fit`` train on a dense copy in the training dtype, since :func:`ffnn_jax.train` holds
-  ``x`` on the device as one array; it is written a block of rows at a time (after the
-  ``early_stopping`` split), so it is the one full-size copy, and its weights are those of a fit
-  on the same dense array. A copy over ``_estimator.SPARSE_FIT_MAX_DENSE_BYTES`` (1 GiB) is
-  refused with a ``ValueError`` before anything is allocated (pass ``X.toarray()`` to go ahead).
+  Stochastic ``fit`` and ``partial_fit`` hand it to :func:`ffnn_jax.train` as it is (padded rows
+  on the device, never dense). ``solver="lbfgs"`` needs a dense array for its full-batch solve:
+  it writes one copy in the training dtype a block of rows at a time, and a copy over
+  ``_estimator.SPARSE_FIT_MAX_DENSE_BYTES`` (1 GiB) is refused with a ``ValueError`` before
+  anything is allocated (pass ``X.toarray()`` to go ahead).
 """
 
 from ._estimator import MLPClassifier as MLPClassifier
