@@ -356,8 +356,9 @@ def _about(config: TrainConfig, data: Prepared) -> dict:
 def _refuse_saved_run(folder: str, resume: bool) -> None:
     """A new run (``resume`` False) refuses a ``checkpoint_dir`` that holds a run's checkpoints:
     its newest ones would outlive this run's (pruning keeps the highest epochs), and a later resume
-    would continue the old run. Every process looks, so all refuse together."""
-    saved = [] if resume else checkpoint_files(folder)
+    would continue the old run. Process 0 looks (it alone writes there; on a shared file system the
+    others could see its files before ``--overwrite`` removed them), and all refuse together."""
+    saved = checkpoint_files(folder) if is_primary() and not resume else []
     refusal = None
     if saved:
         refusal = ValueError(
