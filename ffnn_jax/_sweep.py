@@ -36,7 +36,7 @@ import numpy as np
 
 from ._checkpoint import atomic_write_bytes
 from ._config import TrainConfig
-from ._data import check_feature_names, feature_names_of
+from ._data import check_feature_names, feature_names_of, infer_task
 from ._distributed import any_process, check_same_everywhere, smallest_everywhere
 from ._errors import check_positive_int
 from ._gradcheck import x64_scope
@@ -276,6 +276,8 @@ def sweep(
     else:
         if validation_data is not None or any(config.validation_fraction > 0 for config in configs):
             raise ValueError("`folds` holds out each fold in turn: pass no validation_data or validation_fraction")
+        if any(_softmax_labels(config, y_all) for config in configs):
+            _check_fold_labels(pairs, y_all)
         arrays = {
             fold: (x_all[train], y_all[train], (x_all[held], y_all[held]), None if w_all is None else w_all[train])
             for fold, (train, held) in enumerate(pairs)
@@ -364,6 +366,31 @@ def fold_pairs(folds, x, y, *, seed: int) -> List[Tuple[np.ndarray, np.ndarray]]
     if not pairs:
         raise ValueError(f"{_FOLDS_EXPECTED}, got no pairs")
     return pairs
+
+
+def _softmax_labels(config: TrainConfig, y) -> bool:
+    """Whether ``train()`` reads ``y`` as class labels (one softmax output per distinct label)."""
+    task = config.task if config.task != "auto" else infer_task(y, config.loss)
+    return task == "classification" and config.loss != "binary_cross_entropy" and is_label_column(y)
+
+
+def _check_fold_labels(pairs: Sequence[Tuple[np.ndarray, np.ndarray]], y: np.ndarray) -> None:
+    """Each fold's training rows must hold two labels or more, and every label of its held-out rows
+    (train() would refuse them as ``y`` and ``validation_data[1]``, names that mean nothing here)."""
+    y = y.reshape(len(y))
+    for k, (training, held) in enumerate(pairs):
+        seen = set(y[training].tolist())
+        unseen = sorted(set(y[held].tolist()) - seen, key=repr)
+        if len(seen) < 2:
+            problem = f"only label {sorted(seen, key=repr)[0]!r}: a classifier needs two or more"
+        elif unseen:
+            problem = f"no row of labels {unseen[:5]} that its held-out rows hold: a network trained there never predicts them"
+        else:
+            continue
+        raise ValueError(
+            f"`folds`: the training rows of fold {k} hold {problem}; use folds=<int> or a StratifiedKFold (each "
+            "fold then holds every label that has a row per fold)"
+        )
 
 
 _FOLDS_EXPECTED = (

@@ -354,6 +354,31 @@ def test_bad_folds_are_refused_naming_them(folds, error, message):
         ffnn_jax.sweep(x, y, grid={"seed": [0]}, folds=folds)
 
 
+TRAIN_ON_FIRST_SIX = [(np.arange(3, 9), np.arange(3)), (np.arange(6), np.arange(6, 9))]  # fold 1 trains on rows 0-5
+
+
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (np.array(["a"] * 6 + ["b"] * 3), r"training rows of fold 1 hold only label 'a': a classifier needs two"),
+        (np.array(["a", "b"] * 3 + ["c"] * 3), r"training rows of fold 1 hold no row of labels \['c'\] that its held"),
+    ],
+    ids=["one-class", "missing-label"],
+)
+def test_folds_whose_training_rows_lack_a_label_are_refused_naming_the_fold_not_validation_data(y, message):
+    with pytest.raises(ValueError, match=message):
+        ffnn_jax.sweep(np.ones((9, 2), np.float32), y, grid={"seed": [0]}, folds=TRAIN_ON_FIRST_SIX)
+
+
+def test_float_targets_are_not_labels_so_regression_folds_may_hold_any_values():
+    x = np.arange(18, dtype=np.float32).reshape(9, 2)
+    y = np.arange(9, dtype=np.float32)  # every held-out value is unseen in training, as regression allows
+    result = ffnn_jax.sweep(
+        x, y, grid={"seed": [0]}, folds=3, hidden_sizes=(2,), activation="tanh", epochs=1, batch_size=9
+    )
+    assert len(result.results) == 3
+
+
 def test_a_sweep_with_fewer_members_than_devices_leaves_the_other_devices_out(digits, monkeypatch):
     x, y = digits
     runs = []
