@@ -174,13 +174,14 @@ class TrainedModel:
     def evaluate(self, x, y) -> dict:
         """``{"loss", "accuracy"}`` (classification) or ``{"loss", "r2"}`` on raw inputs and labels as
         given (or one-hot rows [n, k], columns in the order of ``classes``)."""
+        x = self._inputs(x)  # wrong features are named before the labels are read
         if self._single_label():
             one_hot_rows = is_one_hot(np.asarray(y)) and np.shape(y)[1] == len(self.classes)
             y = np.argmax(np.asarray(y), axis=1) if one_hot_rows else encode_with(self.classes, y, "y")
         with self._dtype_scope():
             return evaluate(
                 self.params,
-                self._inputs(x),
+                x,
                 y,
                 activation=self.model.activation,
                 loss=self.model.loss,

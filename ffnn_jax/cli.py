@@ -834,13 +834,16 @@ def run_predict(args) -> int:
         target = resolve_target(args.dataset, target_flag) if y is not None else None
         names = _csv_feature_names(args.dataset, None if target is None else target.index)
         check_names_match(names, model.feature_names, "--dataset")
+    try:
+        predictions = model.predict(x)
+    except ValueError as error:
+        raise ValueError(f"`--dataset` {args.dataset!r}: {error}") from None
     scores = None
-    if y is not None:  # scored first: a target the model cannot score stops the command before any file is written
+    if y is not None:  # scored before any file is written: a target the model cannot score stops the command
         try:
             scores = model.evaluate(x, y)
         except ValueError as error:
             raise ValueError(f"`--dataset` {args.dataset!r}, its target: {error}") from None
-    predictions = model.predict(x)
     columns = {"prediction": predictions.reshape(len(x), -1)}
     if model.task == "classification":
         columns["probability"] = model.predict_proba(x)

@@ -117,7 +117,7 @@ def test_a_dataset_path_that_is_a_folder_is_named_as_a_folder(tmp_path, capsys):
     assert "is a folder; give the path of a .csv or .npz file" in err
 
 
-def test_predict_out_is_checked_before_the_model_runs_naming_the_flag(tmp_path, capsys):
+def test_predict_checks_out_then_the_features_before_the_model_runs_naming_each(tmp_path, capsys):
     run = str(tmp_path / "run")
     assert cli.main(_train("-sz", "4", "--out", run)) == 0
     err = _fails(["predict", "--model", run, "-d", "digits", "--out", run, "--overwrite"], capsys)
@@ -126,6 +126,11 @@ def test_predict_out_is_checked_before_the_model_runs_naming_the_flag(tmp_path, 
     err = _fails(["predict", "--model", run, "-d", "digits", "--out", str(tmp_path / "mine.csv")], capsys)
     assert "exists; pass --overwrite to replace it" in err
     assert (tmp_path / "mine.csv").read_text() == "mine"
+    other = tmp_path / "other.npz"  # 10 features where the model takes 64, and labels it never saw
+    np.savez(other, x=np.ones((5, 10), np.float32), y=np.array([0, 1, 2, 3, 44]))
+    err = _fails(["predict", "--model", run, "-d", str(other), "--out", str(tmp_path / "p.csv")], capsys)
+    assert f"`--dataset` {str(other)!r}: `x` must have 64 features (columns), got 10" in err
+    assert not (tmp_path / "p.csv").exists()
 
 
 def test_an_empty_size_in_hidden_sizes_is_an_error_not_dropped(tmp_path, capsys):

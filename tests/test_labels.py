@@ -90,6 +90,8 @@ def test_a_reloaded_model_keeps_the_classes(tmp_path, digits):
     np.testing.assert_array_equal(model.classes, result.classes)
     np.testing.assert_array_equal(model.predict(x), result.predict(x))
     assert model.evaluate(x, names[y]) == result.evaluate(x, names[y])
+    with pytest.raises(ValueError, match=r"`x` must have 64 features \(columns\), got 3"):  # x named before labels
+        model.evaluate(x[:, :3], np.array(["ten"] * len(x)))
 
 
 def test_float64_trains_in_float64_and_leaves_the_global_setting_alone(digits):
