@@ -19,6 +19,7 @@ from ._data import one_hot as one_hot
 from ._data import train_test_split as train_test_split
 from ._distributed import initialize_distributed as initialize_distributed
 from ._download import CLASS_NAMES as CLASS_NAMES
+from ._ensemble import EnsembleResult as EnsembleResult
 from ._gradcheck import GradientReport as GradientReport
 from ._gradcheck import check_gradients as check_gradients
 from ._inference import TrainedModel as TrainedModel

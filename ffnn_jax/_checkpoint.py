@@ -12,7 +12,7 @@ import tempfile
 import warnings
 import zipfile
 import zlib
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import jax
 import numpy as np
@@ -75,10 +75,30 @@ def save_params(path: str, params: Params, *, metadata: Optional[dict] = None, o
       metadata: JSON-serialisable extras (config, layer sizes are added automatically).
       overwrite: replace an existing file (atomically) instead of raising ``FileExistsError``.
     """
-    meta = dict(metadata or {})
-    meta["layer_sizes"] = list(layer_sizes_of(params))
+    _write_layers(path, jax.device_get(params), layer_sizes_of(params), dict(metadata or {}), overwrite)
+
+
+def save_stacked_params(path: str, members: Sequence[Params], *, metadata: dict, overwrite: bool = False) -> None:
+    """Saves k networks of one structure as :func:`save_params` does, each array stacked along a
+    leading member axis (``layer{i}/W`` [k, n_in, n_out]); ``metadata["members"]`` is k."""
+    sizes = layer_sizes_of(members[0])
+    for j, params in enumerate(members):
+        if layer_sizes_of(params) != sizes:
+            raise ValueError(
+                f"member {j} has layer sizes {layer_sizes_of(params)}, member 0 {sizes}: not one structure"
+            )
+    members = jax.device_get(list(members))
+    stacked = tuple(
+        LayerParams(W=np.stack([m[i].W for m in members]), b=np.stack([m[i].b for m in members]))
+        for i in range(len(sizes) - 1)
+    )
+    _write_layers(path, stacked, sizes, {**metadata, "members": len(members)}, overwrite)
+
+
+def _write_layers(path: str, params: Params, sizes: Sequence[int], meta: dict, overwrite: bool) -> None:
+    meta["layer_sizes"] = list(sizes)
     arrays = {}
-    for i, layer in enumerate(jax.device_get(params)):
+    for i, layer in enumerate(params):
         arrays[f"layer{i}/W"] = np.asarray(layer.W)
         arrays[f"layer{i}/b"] = np.asarray(layer.b)
     arrays[_METADATA_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -166,10 +186,12 @@ def _metadata(path: str, raw: np.ndarray) -> dict:
     return meta
 
 
-def _check_layers(path: str, params: Params, sizes: list) -> None:
-    """Raises unless every ``W`` is ``[n_in, n_out]`` and every ``b`` ``[n_out]`` of ``sizes``, in floating point."""
+def _check_layers(path: str, params: Params, sizes: list, members: Tuple[int, ...] = ()) -> None:
+    """Raises unless every ``W`` is ``[*members, n_in, n_out]`` and every ``b`` ``[*members, n_out]`` of
+    ``sizes``, in floating point."""
     for i, layer in enumerate(params):
-        for name, got, want in (("W", layer.W, (sizes[i], sizes[i + 1])), ("b", layer.b, (sizes[i + 1],))):
+        shapes = (("W", layer.W, (*members, sizes[i], sizes[i + 1])), ("b", layer.b, (*members, sizes[i + 1])))
+        for name, got, want in shapes:
             if got.shape != want:
                 raise _not_params(
                     path,
@@ -203,7 +225,10 @@ def read_params(path: str) -> Tuple[Params, dict]:
             LayerParams(W=_array(path, arrays, f"layer{i}/W"), b=_array(path, arrays, f"layer{i}/b"))
             for i in range(len(sizes) - 1)
         )
-    _check_layers(path, params, sizes)
+    members = meta.get("members")
+    if members is not None and not (isinstance(members, int) and not isinstance(members, bool) and members >= 1):
+        raise _not_params(path, f"its metadata's 'members' must be a positive integer, got {members!r}")
+    _check_layers(path, params, sizes, () if members is None else (members,))
     return params, meta
 
 
@@ -214,7 +239,8 @@ def load_params(path: str) -> Tuple[Params, dict]:
       path: a ``.npz`` written by :func:`save_params` (e.g. the ``params.npz`` of ``ffnn-jax train``).
 
     Returns:
-      ``(params, metadata)``: a tuple of ``LayerParams`` and the JSON metadata (with ``layer_sizes``).
+      ``(params, metadata)``: a tuple of ``LayerParams`` and the JSON metadata (with ``layer_sizes``). A
+      saved ensemble (``metadata["members"]`` = k) holds each array with a leading member axis [k, ...].
 
     Raises:
       FileNotFoundError: nothing is at ``path``.

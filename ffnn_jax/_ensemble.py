@@ -12,10 +12,10 @@ import numpy as np
 
 from ._data import split_indices
 from ._errors import check_positive_int
+from ._inference import TrainedModel
 from ._labels import encode_labels, encode_with, is_label_column
 from ._losses import l2_penalty, per_example_loss
 from ._step import r2_score
-from ._train import TrainResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,9 +27,16 @@ class EnsembleResult:
     ``{"loss", "accuracy"}`` or ``{"loss", "r2"}``, the ensemble's computed from its averaged output.
     """
 
-    members: List[TrainResult]
+    members: List[TrainedModel]  # TrainResult objects from train(); TrainedModel ones from load_model
     scores: dict
     scored_on: str
+
+    def save(self, path: str, *, overwrite: bool = False) -> None:
+        """Writes the ensemble to one ``.npz`` that :func:`ffnn_jax.load_model` reopens as an
+        ensemble predicting exactly as this one; an existing file is kept unless ``overwrite``."""
+        from ._saved_model import save_ensemble
+
+        save_ensemble(path, self, overwrite=overwrite)
 
     @property
     def task(self) -> str:
@@ -38,6 +45,19 @@ class EnsembleResult:
     @property
     def classes(self):
         return self.members[0].classes
+
+    @property
+    def layer_sizes(self):
+        return self.members[0].layer_sizes
+
+    @property
+    def feature_names(self):
+        return self.members[0].feature_names
+
+    @property
+    def l2(self) -> float:
+        """The members' mean λ of the L2 term in ``evaluate``'s loss."""
+        return float(np.mean([member.l2 for member in self.members]))
 
     def predict_proba(self, x) -> np.ndarray:
         """Mean of the members' class probabilities [n, k]."""

@@ -7,12 +7,13 @@ training data) is written beside them as ``model`` metadata by :func:`model_meta
 
 import os
 import re
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from ._checkpoint import read_params, save_params
+from ._checkpoint import read_params, save_params, save_stacked_params
 from ._data import Standardizer
+from ._ensemble import EnsembleResult
 from ._inference import TrainedModel
 from ._labels import classes_from_json, classes_to_json
 from ._model import ACTIVATIONS
@@ -63,9 +64,28 @@ def save_model(path: str, model: TrainedModel, *, overwrite: bool = False) -> No
       ValueError: the model has a custom (callable) activation, which a file cannot name.
       FileExistsError: ``path`` exists and ``overwrite`` is False.
     """
+    save_params(path, model.params, metadata=_file_metadata(model, "model"), overwrite=overwrite)
+
+
+def save_ensemble(path: str, ensemble, *, overwrite: bool = False) -> None:
+    """Writes an :class:`ffnn_jax._ensemble.EnsembleResult` as one ``.npz`` (its members' params
+    stacked [k, ...], the first member's model metadata, the members' seeds and the ensemble's
+    scores) that :func:`load_model` reopens as an ensemble; raises as :func:`save_model` does."""
+    first = ensemble.members[0]
+    metadata = _file_metadata(first, "ensemble.members[0]")
+    metadata["ensemble"] = {
+        "scores": ensemble.scores,
+        "scored_on": ensemble.scored_on,
+        "seeds": [getattr(getattr(member, "config", None), "seed", None) for member in ensemble.members],
+    }
+    save_stacked_params(path, [member.params for member in ensemble.members], metadata=metadata, overwrite=overwrite)
+
+
+def _file_metadata(model: TrainedModel, name: str) -> dict:
+    """``{"model": ..., "config": ...}`` of a model to save, refused where a file cannot describe it."""
     if not isinstance(model, TrainedModel):
         raise TypeError(
-            f"`model` must be a TrainedModel or TrainResult (what train() returns), got {type(model).__name__}"
+            f"`{name}` must be a TrainedModel or TrainResult (what train() returns), got {type(model).__name__}"
         )
     activation = model.model.activation
     if callable(activation):
@@ -78,7 +98,7 @@ def save_model(path: str, model: TrainedModel, *, overwrite: bool = False) -> No
     metadata = {"model": model_metadata(*described)}
     if config is not None:
         metadata["config"] = config.to_dict()
-    save_params(path, model.params, metadata=metadata, overwrite=overwrite)
+    return metadata
 
 
 def _from_metadata(params, meta: dict, where: str) -> TrainedModel:
@@ -128,12 +148,14 @@ def _params_in_checkpoint(checkpoint: Checkpoint):
     return best if best and int(arrays[".best_epoch"]) > 0 else layers(".train.params")
 
 
-def load_model(path: str) -> TrainedModel:
+def load_model(path: str) -> Union[TrainedModel, EnsembleResult]:
     """Opens a trained network for ``predict``, ``predict_proba`` and ``evaluate`` on raw inputs.
 
     ``path`` is a run folder of ``ffnn-jax train`` (its ``params.npz``, or while unfinished its
     newest checkpoint), a ``checkpoint_dir`` of :func:`ffnn_jax.train`, one checkpoint file, or
-    a ``params.npz`` written with model metadata. The saved standardizer is applied to inputs.
+    a ``params.npz`` written with model metadata. The saved standardizer is applied to inputs. A file
+    that ``EnsembleResult.save`` wrote (``train(..., ensemble=k)``) reopens as that ensemble, its
+    members :class:`TrainedModel` objects.
 
     Raises:
       FileNotFoundError: nothing is at ``path``.
@@ -153,4 +175,11 @@ def load_model(path: str) -> TrainedModel:
         checkpoint = decode(path)
         return _from_metadata(_params_in_checkpoint(checkpoint), checkpoint.meta["about"]["model"], path)
     params, meta = read_params(path)
-    return _from_metadata(params, meta.get("model"), path)
+    if meta.get("members") is None:
+        return _from_metadata(params, meta.get("model"), path)
+    members = [
+        _from_metadata(tuple(LayerParams(layer.W[j], layer.b[j]) for layer in params), meta.get("model"), path)
+        for j in range(meta["members"])
+    ]
+    about = meta.get("ensemble") or {}
+    return EnsembleResult(members, about.get("scores", {}), about.get("scored_on", "unknown"))

@@ -33,6 +33,7 @@ PUBLIC_NAMES = [
     "check_gradients",
     "GradientReport",
     "load_params",
+    "EnsembleResult",
 ]
 
 

@@ -243,6 +243,34 @@ def test_an_ensemble_trains_k_seeds_in_one_program_and_averages_their_probabilit
         ffnn_jax.train(x, y, ensemble=2, callbacks=[print], **BASE)
 
 
+def test_a_saved_ensemble_reopens_with_load_model_and_predicts_exactly_as_it_did(digits, tmp_path):
+    x, y = digits
+    names = np.array(list("abcdefghij"))[y]
+    ensemble = ffnn_jax.train(x, names, ensemble=3, standardize=True, validation_fraction=0.2, **BASE)
+    path = str(tmp_path / "ensemble.npz")
+    ensemble.save(path)
+    reopened = ffnn_jax.load_model(path)
+    assert isinstance(reopened, ffnn_jax.EnsembleResult) and len(reopened.members) == 3
+    np.testing.assert_array_equal(reopened.predict_proba(x), ensemble.predict_proba(x))  # each member's scaling too
+    np.testing.assert_array_equal(reopened.predict(x), ensemble.predict(x))
+    assert reopened.evaluate(x, names) == ensemble.evaluate(x, names)
+    assert reopened.scores == ensemble.scores and reopened.scored_on == "validation"
+    with pytest.raises(FileExistsError, match="pass overwrite=True"):
+        ensemble.save(path)
+    from ffnn_jax import cli
+
+    np.savez(tmp_path / "x.npz", x=x)  # features only: the CLI predicts without scoring
+    assert cli.main(["predict", "--model", path, "-d", str(tmp_path / "x.npz"), "--out", str(tmp_path / "p.csv")]) == 0
+    predicted = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1, usecols=1, dtype=str)
+    np.testing.assert_array_equal(predicted, ensemble.predict(x))
+    with pytest.warns(UserWarning, match="standardized inputs"):
+        stacked, meta = ffnn_jax.load_params(path)
+    assert stacked[0].W.shape == (3, 64, 16) and meta["members"] == 3 and meta["ensemble"]["seeds"] == [0, 1, 2]
+    ffnn_jax.save_params(str(tmp_path / "one.npz"), ensemble.members[0].params, metadata={"members": 3})
+    with pytest.raises(ValueError, match=r"'layer0/W' should have shape \(3, 64, 16\)"):  # metadata and arrays disagree
+        ffnn_jax.load_model(str(tmp_path / "one.npz"))
+
+
 def test_an_ensemble_with_a_validation_fraction_shares_one_held_out_split(digits):
     x, y = digits
     ensemble = ffnn_jax.train(x, y, ensemble=2, validation_fraction=0.25, **BASE)
