@@ -241,7 +241,11 @@ def test_a_process_killed_mid_run_makes_the_other_exit_within_the_timeout(tmp_pa
     checkpoints = tmp_path / "run" / "checkpoints"
     deadline = time.monotonic() + 90
     while not (checkpoints.is_dir() and any(checkpoints.glob("ckpt-*.npz"))):
-        assert all(r.poll() is None for r in ranks) and time.monotonic() < deadline
+        if any(r.poll() is not None for r in ranks) or time.monotonic() > deadline:
+            for r in ranks:
+                r.kill()
+            outputs = [f"rank {rank} (exit {r.wait()}):\n{r.communicate()[0][-1500:]}" for rank, r in enumerate(ranks)]
+            pytest.fail("a rank ended before the first checkpoint:\n" + "\n".join(outputs))
         time.sleep(0.1)
     ranks[1].kill()
     killed = time.monotonic()
