@@ -8,7 +8,8 @@ only replaced when ``overwrite=True``.
 import io
 import json
 import os
-import tempfile
+import secrets
+import stat
 import warnings
 import zipfile
 import zlib
@@ -38,8 +39,10 @@ def atomic_write_bytes(path: str, data: bytes, *, overwrite: bool = False) -> No
         raise FileExistsError(f"`path` {path!r} exists; pass overwrite=True to replace it")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    fd, tmp = new_temp_file(folder, prefix=".tmp-", suffix=os.path.basename(path))
     try:
+        if os.path.exists(path):  # a replaced file keeps the permissions its owner gave it
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -50,6 +53,19 @@ def atomic_write_bytes(path: str, data: bytes, *, overwrite: bool = False) -> No
             os.remove(tmp)
         raise
     _fsync_folder(folder)
+
+
+def new_temp_file(folder: str, *, prefix: str, suffix: str) -> Tuple[int, str]:
+    """``(fd, path)`` of a new empty file in ``folder``, open for writing, with the permissions
+    ``open()`` would give it (0o666 less the umask; ``tempfile.mkstemp`` makes 0o600, so a shared
+    run folder's files would be unreadable to the group while its pictures are not)."""
+    for _ in range(100):
+        path = os.path.join(folder, f"{prefix}{secrets.token_hex(4)}-{suffix}")
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {folder!r}")
 
 
 def _fsync_folder(folder: str) -> None:

@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from typing import Mapping, Optional, Sequence, Tuple
@@ -25,6 +24,7 @@ from typing import Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _data
+from ._checkpoint import new_temp_file
 from ._errors import check_choice
 
 
@@ -199,7 +199,7 @@ def _download(url: str, path: str, sha256: str, *, timeout: float, progress: boo
       OSError, http.client.HTTPException: the request failed (see urllib.error.URLError).
     """
     folder = os.path.dirname(path)
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part")
+    fd, temporary = new_temp_file(folder, prefix=f".{os.path.basename(path)}.", suffix="part")
     try:
         with os.fdopen(fd, "wb") as out:
             actual = _copy_url(url, out, timeout=timeout, progress=progress)

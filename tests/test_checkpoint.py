@@ -1,7 +1,9 @@
 """Saving params: safe format, atomic, never overwriting silently; loading anything else is a clear error."""
 
 import json
+import os
 import pickle
+import stat
 import struct
 import warnings
 import zipfile
@@ -41,6 +43,20 @@ def test_an_existing_file_is_never_overwritten_without_asking(tmp_path, key):
     save_params(str(path), ffnn_jax.init_params(key, [2, 2]), overwrite=True)
     assert load_params(str(path))[1]["layer_sizes"] == [2, 2]
     assert [p.name for p in tmp_path.iterdir()] == ["p.npz"]  # no temporary file left behind
+
+
+def test_a_saved_file_gets_the_permissions_open_gives_and_a_replaced_one_keeps_its_own(tmp_path, key):
+    params = ffnn_jax.init_params(key, [3, 5, 2])
+    before = os.umask(0o022)
+    try:
+        save_params(str(tmp_path / "p.npz"), params)
+        assert stat.S_IMODE(os.stat(tmp_path / "p.npz").st_mode) == 0o644  # as np.savez gives; mkstemp's was 0o600
+        os.chmod(tmp_path / "p.npz", 0o640)
+        save_params(str(tmp_path / "p.npz"), params, overwrite=True)
+        assert stat.S_IMODE(os.stat(tmp_path / "p.npz").st_mode) == 0o640
+    finally:
+        os.umask(before)
+    assert [p.name for p in tmp_path.iterdir()] == ["p.npz"]  # no temporary file left
 
 
 def test_a_failed_save_leaves_the_previous_file_intact(tmp_path, key):
