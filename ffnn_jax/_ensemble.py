@@ -16,6 +16,7 @@ from ._inference import TrainedModel
 from ._labels import encode_labels, encode_with, is_label_column
 from ._losses import l2_penalty, per_example_loss
 from ._step import r2_score
+from ._sweep_checkpoint import SweepInterrupted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +117,10 @@ def _floats(target: np.ndarray) -> np.ndarray:
     return target.astype(np.float32) if target.dtype.kind == "f" else target
 
 
-def train_ensemble(x, y, k: int, *, validation_data=None, sample_weight=None, **settings) -> EnsembleResult:
-    """k members from seeds ``seed .. seed+k−1`` in one program (see the module docstring)."""
+def train_ensemble(x, y, k: int, *, validation_data=None, sample_weight=None, checkpoint_dir=None,
+                   **settings) -> EnsembleResult:  # fmt: skip
+    """k members from seeds ``seed .. seed+k−1`` in one program (see the module docstring); with
+    ``checkpoint_dir`` (and ``checkpoint_every``, ``keep_checkpoints``, ``resume``) saved as a sweep."""
     from ._sweep import sweep  # _sweep imports _train, which calls this module lazily
 
     check_positive_int("ensemble", k)
@@ -131,8 +134,12 @@ def train_ensemble(x, y, k: int, *, validation_data=None, sample_weight=None, **
         validation_data = (x[held], y[held])
         x, y = x[keep], y[keep]
         sample_weight = None if sample_weight is None else np.asarray(sample_weight)[keep]
-    result = sweep(x, y, grid={"seed": [seed + i for i in range(k)]}, validation_data=validation_data,
-                   sample_weight=sample_weight, **settings)  # fmt: skip
+    grid = {"seed": [seed + i for i in range(k)]}
+    try:
+        result = sweep(x, y, grid=grid, validation_data=validation_data, sample_weight=sample_weight,
+                       checkpoint_dir=checkpoint_dir, **settings)  # fmt: skip
+    except SweepInterrupted as interrupt:
+        raise SweepInterrupted(interrupt.signal, interrupt.checkpoint_dir, command="train(..., ensemble=k)") from None
     members = result.results
     scored_on = "validation" if validation_data is not None else "train"
     x_score, y_score = validation_data if validation_data is not None else (x, y)

@@ -65,10 +65,12 @@ class SweepInterrupted(KeyboardInterrupt):
     dispatch finished and its chunk was saved. ``signal``: its name; ``checkpoint_dir``: where
     ``sweep(..., checkpoint_dir=..., resume=True)`` continues it."""
 
-    def __init__(self, signal_name: str, checkpoint_dir: str):
+    def __init__(self, signal_name: str, checkpoint_dir: str, *, command: str = "sweep()"):
+        cli = " (ffnn-jax sweep: the same flags plus --resume)" if command == "sweep()" else ""
         super().__init__(
-            f"the sweep was stopped by {signal_name}; its members are saved in {checkpoint_dir!r}. To finish it, "
-            "call sweep() again with the same arguments and resume=True (ffnn-jax sweep: the same flags plus --resume)"
+            f"the {'sweep' if command == 'sweep()' else 'ensemble'} was stopped by {signal_name}; its members are "
+            f"saved in {checkpoint_dir!r}. To finish it, call {command} again with the same arguments and "
+            f"resume=True{cli}"
         )
         self.signal, self.checkpoint_dir = signal_name, checkpoint_dir
 

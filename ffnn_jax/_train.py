@@ -172,7 +172,9 @@ def train(
         own rows on its devices, the batches are split over every process's devices, and only process 0
         writes checkpoints. The result holds host (NumPy) arrays.
       ensemble: train this many networks (seeds ``seed`` ...) in one program and return an
-        :class:`ffnn_jax._ensemble.EnsembleResult` that averages their predictions.
+        :class:`ffnn_jax.EnsembleResult` that averages their predictions. With ``checkpoint_dir``
+        the members are saved as a sweep's are (SIGINT/SIGTERM raise :class:`ffnn_jax.SweepInterrupted`
+        once saved; ``resume=True`` continues them).
       wandb_project: log the run to this Weights & Biases project (``pip install
         'ffnn_jax[wandb]'``; with many processes, process 0 logs): the settings and data shapes as
         config, each epoch's history row, the final metrics in the summary; the run is finished
@@ -204,13 +206,15 @@ def train(
     check_wandb_names(wandb_project, wandb_entity)
     initialize_distributed(coordinator_address, num_processes, process_id)
     if ensemble is not None:
-        if callbacks or initial_params is not None or initial_state is not None or checkpoint_dir is not None or (
-                wandb_project is not None):  # fmt: skip
+        if callbacks or initial_params is not None or initial_state is not None or wandb_project is not None:
             raise ValueError("`ensemble` trains its members in one program: callbacks, initial_params, "
-                             "initial_state, checkpoint_dir and wandb_project are not supported with it")  # fmt: skip
+                             "initial_state and wandb_project are not supported with it")  # fmt: skip
         from ._ensemble import train_ensemble
 
-        return train_ensemble(x, y, ensemble, validation_data=validation_data, sample_weight=sample_weight, **settings)
+        checkpointing = dict(checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                             keep_checkpoints=keep_checkpoints, resume=resume)  # fmt: skip
+        return train_ensemble(x, y, ensemble, validation_data=validation_data, sample_weight=sample_weight,
+                              **checkpointing, **settings)  # fmt: skip
     tracker = None  # the wandb run: finished on leaving the block below (marked failed when training raises)
     if wandb_project is not None and is_primary():
         tracker = make_wandb_callback(config, x, y, validation_data, project=wandb_project, entity=wandb_entity,

@@ -141,3 +141,19 @@ def test_a_signal_during_the_refit_is_saved_and_the_resumed_sweep_continues_the_
     assert resumed.best.history["epoch"] == [1, 2, 3, 4]
     assert_trees_all_equal(resumed.best.params, uninterrupted.best.params)
     assert resumed.table == uninterrupted.table
+
+
+def test_an_interrupted_ensemble_is_saved_and_resuming_gives_the_uninterrupted_ensemble(tmp_path, monkeypatch, digits):
+    settings = dict(hidden_sizes=(7,), epochs=3, batch_size=32, optimizer="adam", validation_fraction=0.2)
+    uninterrupted = ffnn_jax.train(*digits, ensemble=2, **settings)
+    folder = str(tmp_path / "ckpt")
+    _signal_at_dispatch(monkeypatch, 2, signal.SIGINT)
+    with pytest.raises(ffnn_jax.SweepInterrupted, match=r"the ensemble was stopped by SIGINT.*call train\(\.\.\., "):
+        ffnn_jax.train(*digits, ensemble=2, checkpoint_dir=folder, **settings)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="resume"):  # a new ensemble does not overwrite the saved one
+        ffnn_jax.train(*digits, ensemble=2, checkpoint_dir=folder, **settings)
+    resumed = ffnn_jax.train(*digits, ensemble=2, checkpoint_dir=folder, resume=True, **settings)
+    for a, b in zip(resumed.members, uninterrupted.members):
+        assert_trees_all_equal(a.params, b.params)
+    assert resumed.scores == uninterrupted.scores
