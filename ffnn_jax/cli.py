@@ -322,8 +322,12 @@ def _prepare_out_dir(args) -> str:
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(f"`--out` {folder!r} is a file, not a folder; choose another path")
     resume = args.resume
-    if os.path.isdir(folder) and os.listdir(folder) and not (args.overwrite or resume):
-        raise ValueError(f"`--out` folder {folder!r} is not empty; choose another, pass --resume or --overwrite")
+    held = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    if held and not (args.overwrite or resume):
+        names = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+        raise ValueError(
+            f"`--out` folder {folder!r} is not empty (it holds {names}); choose another, pass --resume or --overwrite"
+        )
     if resume and args.out is None:
         raise ValueError("`--resume` needs `--out`, the folder of the run to continue")
     try:
@@ -524,7 +528,7 @@ def _flags_saver(args, folder: str, primary: bool) -> Callable[..., None]:
     (a kill at any moment leaves a folder that resumes); with ``--resume`` when the returned
     function is first called, after the checkpoint accepted the flags (a refused resume leaves
     the saved flags as they were)."""
-    pending = [primary]
+    pending = [True] if primary else []  # the others write nothing (a list of False would still be truthy)
 
     def save(*_) -> None:
         if pending:

@@ -118,7 +118,7 @@ def test_a_non_empty_output_folder_is_refused_and_left_untouched(tmp_path, capsy
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "-e", "1", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
-    assert "not empty" in capsys.readouterr().err
+    assert "not empty (it holds keep.txt)" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 

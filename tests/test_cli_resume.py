@@ -215,3 +215,12 @@ def test_predict_scores_the_target_column_the_model_was_trained_with(tmp_path, c
     assert cli.main(["predict", "--model", out, "-d", str(features), "--out", str(tmp_path / "f.csv")]) == 0
     table = np.genfromtxt(tmp_path / "f.csv", delimiter=",", names=True)
     np.testing.assert_array_equal(table["prediction"], model.predict(x.astype(np.float32)))
+
+
+@pytest.mark.parametrize("primary", [True, False], ids=["process-0", "another-process"])
+def test_only_process_0_saves_the_flags_so_no_other_process_fills_the_out_folder_first(tmp_path, primary):
+    # a file written by process 1 before process 0 looked made process 0 refuse its own folder as not empty
+    args = cli.build_parser().parse_args(["train", "--out", str(tmp_path)])
+    save = cli._flags_saver(args, str(tmp_path), primary)
+    save()
+    assert os.path.exists(tmp_path / "command.json") == primary

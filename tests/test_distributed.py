@@ -201,7 +201,7 @@ def test_launch_kill9_of_one_rank_stops_the_run_and_resume_finishes_it_like_one_
     checkpoints = out / "checkpoints"
     deadline = time.monotonic() + 90
     while not (checkpoints.is_dir() and any(checkpoints.glob("ckpt-*.npz"))):
-        assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()[0][-3000:]
+        assert launcher.poll() is None and time.monotonic() < deadline, _failure(launcher.communicate()[0])
         time.sleep(0.1)
     rank1 = next(pid for pid in _child_pids(launcher.pid) if _rank_of(pid) == 1)
     os.kill(rank1, signal.SIGKILL)
