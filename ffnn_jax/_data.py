@@ -95,15 +95,36 @@ def check_names_match(given: Optional[Tuple[str, ...]], expected: Optional[Tuple
     )
 
 
-def _as_numeric_array(name: str, value) -> np.ndarray:
+def _as_numeric_array(name: str, value, *, objects: bool = False) -> np.ndarray:
+    """``value`` as a NumPy array of bool, int or float; ``objects``: one of Python objects that are
+    all numbers (an object column, pandas' nullable Int64/Float64/boolean) becomes float64."""
     try:
         array = np.asarray(value)
     except Exception as error:  # ragged lists and the like
         raise TypeError(f"`{name}` must be a numeric array, could not convert it: {error}") from None
+    if objects and array.dtype.kind == "O":
+        array = _numbers_as_floats(value, array)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"`{name}` must hold real numbers (bool, int or float), got dtype {array.dtype}"
                         + _non_numeric_columns(value))  # fmt: skip
     return array
+
+
+def _numbers_as_floats(value, array: np.ndarray) -> np.ndarray:
+    """The object ``array`` as float64 where every element is a number or missing (pandas' NA and
+    None become NaN, which the finite check then refuses); else ``array`` as it is. Text is never
+    parsed: '1.5' in a column is a string, as scikit-learn's check_array would not have it either."""
+    elements = array.reshape(-1)
+    if any(isinstance(element, (str, bytes)) for element in elements):
+        return array
+    try:
+        if hasattr(value, "to_numpy"):  # pandas: NA and None to NaN, nullable dtypes unwrapped
+            return np.asarray(value.to_numpy(dtype=np.float64, na_value=np.nan))
+        return np.array([np.nan if element is None else element for element in elements], np.float64).reshape(
+            array.shape
+        )
+    except (TypeError, ValueError):  # dates, lists, decimals of another kind...
+        return array
 
 
 def _non_numeric_columns(frame) -> str:
@@ -111,7 +132,13 @@ def _non_numeric_columns(frame) -> str:
     dtypes = getattr(frame, "dtypes", None)
     if dtypes is None or not hasattr(dtypes, "items"):
         return ""
-    names = [str(column) for column, dtype in dtypes.items() if getattr(dtype, "kind", "O") not in "biuf"]
+
+    def numbers(j: int) -> bool:
+        values = frame.iloc[:, j]  # by position: names may repeat
+        kind = getattr(values.dtype, "kind", "O")
+        return kind in "biuf" or _numbers_as_floats(values, np.asarray(values)).dtype.kind == "f"
+
+    names = [str(column) for j, column in enumerate(dtypes.index) if not numbers(j)]
     if not names:
         return ""
     return f"; its columns {names} are not numbers (text or categories): {_ENCODE_TEXT}"
@@ -136,7 +163,7 @@ def validate_x(
         if n_features is not None and x.shape[1] != n_features:
             raise ValueError(f"`{name}` must have {n_features} features (columns), got {x.shape[1]}")
         return x
-    x = _as_numeric_array(name, x)
+    x = _as_numeric_array(name, x, objects=True)
     if x.ndim != 2:
         hint = f"; flatten each sample into a row: {name}.reshape(len({name}), -1)" if x.ndim > 2 else ""
         raise ValueError(f"`{name}` must be 2-D [n_samples, n_features], got shape {x.shape}{hint}")
@@ -152,7 +179,9 @@ def validate_x(
         finite = _all_finite(x)
     if not finite:
         bad = int(np.sum(~np.isfinite(x)))
-        raise ValueError(f"`{name}` must be finite, got {bad} NaN/inf values")
+        raise ValueError(
+            f"`{name}` must be finite, got {bad} NaN/inf values (a missing value is one: fill in or drop it)"
+        )
     return x
 
 

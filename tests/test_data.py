@@ -45,7 +45,7 @@ BAD_INPUTS = [
     (dict(y=_with(Y, 0, -1).astype(int), n_classes=3), ValueError, "must hold the integers 0..2 when `n_classes`=3"),
     (dict(n_classes=2), ValueError, "must hold the integers 0..1 when `n_classes`=2"),
     (dict(x=X.astype(str)), TypeError, "`x` must hold real numbers"),
-    (dict(x=X.astype(object)), TypeError, "`x` must hold real numbers"),
+    (dict(x=X.astype(str).astype(object)), TypeError, "`x` must hold real numbers"),  # text as objects
     (dict(y=Y.astype(complex)), TypeError, "`y` must hold real numbers"),
     (dict(y=np.array(["a"] * 20)), ValueError, "`y` has a single class \\('a'\\)"),
     (dict(hidden_sizes=(0,)), ValueError, r"`hidden_sizes\[0\]` must be a positive integer"),
@@ -87,6 +87,22 @@ def test_a_dataframe_with_text_or_category_columns_is_refused_naming_them():
     frame["kind"] = pd.Categorical(["a", "b", "a"])
     with pytest.raises(TypeError, match=r"its columns \['colour', 'kind'\] are not numbers.*get_dummies"):
         ffnn_jax.train(frame, [0, 1, 0], epochs=1)
+
+
+def test_numbers_held_as_objects_or_in_nullable_columns_train_as_the_floats_they_are():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"][: X.shape[1]])
+    expected = ffnn_jax.train(X, Y, hidden_sizes=(4,), epochs=1).history["train_loss"]
+    for given in (frame.astype(object), frame.astype("Float64"), X.astype(object)):  # were refused as "dtype object"
+        assert ffnn_jax.train(given, Y, hidden_sizes=(4,), epochs=1).history["train_loss"] == expected
+    missing = frame.astype("Float64")
+    missing.iloc[2, 1] = pd.NA
+    with pytest.raises(ValueError, match=r"`x` must be finite, got 1 NaN/inf values \(a missing value is one"):
+        ffnn_jax.train(missing, Y, epochs=1)
+    text = frame.astype(object)
+    text.iloc[0, 0] = "1.5"  # a string is text, even one that reads as a number
+    with pytest.raises(TypeError, match=r"its columns \['a'\] are not numbers"):
+        ffnn_jax.train(text, Y, epochs=1)
 
 
 def test_plain_lists_and_integer_features_are_accepted():
