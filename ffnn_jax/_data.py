@@ -250,13 +250,15 @@ def infer_task(y, loss: Optional[str] = None) -> str:
 
     Cross-entropies mean classes even for float targets (one-hot or 0/1 rows); Poisson targets
     are integer counts but a regression; integer, bool or string labels mean classification, and
-    so do float one-hot rows [n, k ≥ 2] (``to_categorical``'s and :func:`one_hot`'s output);
-    other float targets mean regression.
+    so do a pandas categorical (even of floats) and float one-hot rows [n, k ≥ 2] (``to_categorical``'s
+    and :func:`one_hot`'s output); other float targets mean regression.
     """
     if loss in CLASSIFICATION_LOSSES:
         return "classification"
     if loss == "poisson":
         return "regression"
+    if str(getattr(y, "dtype", "")) == "category":  # pandas' categorical: labels, whatever its categories hold
+        return "classification"
     y = np.asarray(y)
     return "classification" if y.dtype.kind in "biuUSO" or is_one_hot(y) else "regression"
 

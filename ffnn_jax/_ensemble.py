@@ -10,11 +10,12 @@ from typing import List
 
 import numpy as np
 
-from ._data import split_indices
+from ._data import infer_task, split_indices
 from ._errors import check_positive_int
 from ._inference import TrainedModel
 from ._labels import encode_labels, encode_with, is_label_column
 from ._losses import l2_penalty, per_example_loss
+from ._sparse import is_scipy_sparse
 from ._step import r2_score
 from ._sweep_checkpoint import SweepInterrupted
 
@@ -112,6 +113,13 @@ class EnsembleResult:
         return {"loss": float(np.mean(data_loss)) + float(penalty), **metric}
 
 
+def _rows(values, rows: np.ndarray):
+    """``values[rows]``, keeping a DataFrame or Series (its names, a categorical's labels) and a sparse matrix."""
+    if hasattr(values, "iloc"):
+        return values.iloc[rows]
+    return values[rows] if is_scipy_sparse(values) else np.asarray(values)[rows]
+
+
 def _floats(target: np.ndarray) -> np.ndarray:
     """Float targets as float32 (the losses' dtype); integer labels as they are."""
     return target.astype(np.float32) if target.dtype.kind == "f" else target
@@ -127,13 +135,14 @@ def train_ensemble(x, y, k: int, *, validation_data=None, sample_weight=None, ch
     seed = settings.pop("seed", 0)
     fraction = settings.pop("validation_fraction", 0.0)
     if fraction and validation_data is None:  # one held-out set for all members, split as train(seed=seed) would
-        x, y = np.asarray(x), np.asarray(y)
-        labels = is_label_column(y) and y.dtype.kind in "biuUSO" and settings.get("task", "auto") != "regression"
+        task = settings.get("task", "auto")
+        task = infer_task(y, settings.get("loss")) if task == "auto" else task
+        labels = is_label_column(y) and task == "classification" and settings.get("loss") != "binary_cross_entropy"
         stratify = encode_labels(y, "y")[0] if labels else None
-        keep, held = split_indices(len(x), fraction, seed=seed, stratify=stratify)
-        validation_data = (x[held], y[held])
-        x, y = x[keep], y[keep]
-        sample_weight = None if sample_weight is None else np.asarray(sample_weight)[keep]
+        keep, held = split_indices(np.shape(y)[0], fraction, seed=seed, stratify=stratify)
+        validation_data = (_rows(x, held), _rows(y, held))
+        x, y = _rows(x, keep), _rows(y, keep)
+        sample_weight = None if sample_weight is None else _rows(sample_weight, keep)
     grid = {"seed": [seed + i for i in range(k)]}
     try:
         result = sweep(x, y, grid=grid, validation_data=validation_data, sample_weight=sample_weight,

@@ -16,7 +16,10 @@ import numpy as np
 MAX_AUTO_CLASSES = 1000
 
 
-def _labels_array(y, name: str) -> np.ndarray:
+def _labels_array(y, name: str, *, fractions: bool = False) -> np.ndarray:
+    """``y`` as a 1-D array of labels; floats must be whole numbers unless ``fractions`` (a known
+    class such as 1.5) or ``y`` is a pandas categorical (whose values are the labels, whatever they are)."""
+    fractions = fractions or str(getattr(y, "dtype", "")) == "category"
     try:
         y = np.asarray(y)
     except Exception as error:  # ragged lists and the like
@@ -41,9 +44,24 @@ def _labels_array(y, name: str) -> np.ndarray:
     if y.dtype.kind == "f":
         if not np.all(np.isfinite(y)):
             raise ValueError(f"`{name}` must be finite, got {int(np.sum(~np.isfinite(y)))} NaN/inf values")
-        if not np.all(y == np.round(y)):
+        if not fractions and not np.all(y == np.round(y)):
             raise ValueError(f"`{name}` class labels must be integers, got non-integer floats (use task='regression'?)")
     return y
+
+
+def plain_labels(y, name: str = "y") -> np.ndarray:
+    """``np.asarray(y)``, where a pandas categorical of floats (whose dtype no longer says "labels"
+    once it is an array) becomes int64 when its values are whole numbers; a categorical of other
+    floats is an error naming what to pass instead."""
+    array = np.asarray(y)
+    if str(getattr(y, "dtype", "")) != "category" or array.dtype.kind != "f":
+        return array
+    if np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+        return array.astype(np.int64)
+    raise ValueError(
+        f"`{name}` is a pandas categorical of non-integer floats; sweep() and train(ensemble=k) take class labels as "
+        f"integers or strings: pass {name}.astype(str), or integer codes"
+    )
 
 
 def is_label_column(y) -> bool:
@@ -71,17 +89,17 @@ def encode_labels(y, name: str = "y", *, n_classes: Optional[int] = None) -> Tup
             f"`{name}` has a single class ({classes[0].item()!r}): classification needs at least 2 classes "
             "(a one-output softmax would always predict it)"
         )
-    if classes.dtype.kind == "f":
+    if classes.dtype.kind == "f" and np.all(classes == np.round(classes)):  # 1.5 only from a categorical
         classes = classes.astype(np.int64)
     return codes.astype(np.int32).reshape(-1), classes
 
 
 def encode_with(classes: np.ndarray, y, name: str) -> np.ndarray:
     """Codes of ``y`` among known ``classes``; labels never seen in training are an error naming them."""
-    y = _labels_array(y, name)
+    y = _labels_array(y, name, fractions=classes.dtype.kind == "f")
     if (classes.dtype.kind in "US") != (y.dtype.kind in "US"):
         raise ValueError(f"`{name}` holds labels that are not among the training classes {classes.tolist()}")
-    if classes.dtype.kind in "iub" and y.dtype.kind == "f":
+    if classes.dtype.kind in "iub" and y.dtype.kind == "f" and np.all(y == np.round(y)):  # 2.0 is class 2; 2.5 none
         y = y.astype(np.int64)
     index = np.searchsorted(classes, y)
     index = np.clip(index, 0, len(classes) - 1)

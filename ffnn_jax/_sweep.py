@@ -40,7 +40,7 @@ from ._data import check_feature_names, feature_names_of, infer_task
 from ._distributed import any_process, check_same_everywhere, smallest_everywhere
 from ._errors import check_positive_int
 from ._gradcheck import x64_scope
-from ._labels import is_label_column
+from ._labels import is_label_column, plain_labels
 from ._loop import RunState, run_members
 from ._parallel import gather_to_host, make_mesh, replicate, shard_leading
 from ._setup import Setup, epochs_per_dispatch, place, prepare, sampled_rows, setup
@@ -267,7 +267,7 @@ def sweep(
     feature_names = feature_names_of(x)  # a DataFrame's columns, checked and kept as train() keeps them
     if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
         check_feature_names(validation_data[0], feature_names, "validation_data[0]")
-    x_all, y_all = x.tocsr() if is_scipy_sparse(x) else np.asarray(x), np.asarray(y)  # sparse rows stay sparse
+    x_all, y_all = x.tocsr() if is_scipy_sparse(x) else np.asarray(x), plain_labels(y)  # sparse rows stay sparse
     w_all = None if sample_weight is None else np.asarray(sample_weight)
     pairs = None if folds is None else fold_pairs(folds, x_all, y_all, seed=base.seed)
     if pairs is None:

@@ -184,3 +184,21 @@ def test_a_binary_cross_entropy_target_of_other_labels_and_a_short_validation_y_
         ffnn_jax.train(x, np.where(x[:, 0] > 0, 3, 7), loss="binary_cross_entropy", epochs=1)
     with pytest.raises(ValueError, match=r"`validation_data\[0\]` and `validation_data\[1\]` must have the same"):
         ffnn_jax.train(x, (x[:, 0] > 0).astype(int), validation_data=(x[:10], np.zeros(9, int)), epochs=1)
+
+
+def test_a_pandas_categorical_is_labels_even_of_floats_where_a_float_array_would_be_a_regression(digits):
+    pd = pytest.importorskip("pandas")
+    x, y = digits
+    x, y = x[:300], y[:300]
+    halves = pd.Series(pd.Categorical(np.where(y < 5, 1.5, 2.5)))  # was trained as a regression on 1.5 / 2.5
+    result = ffnn_jax.train(x, halves, hidden_sizes=(8,), epochs=2)
+    assert result.task == "classification" and result.classes.tolist() == [1.5, 2.5]
+    assert set(result.predict(x).tolist()) <= {1.5, 2.5}
+    assert result.evaluate(x, np.asarray(halves)) == result.evaluate(x, halves)  # the plain floats are the labels too
+    with pytest.raises(ValueError, match=r"not among the training classes \[1.5, 2.5\]: \[2.0\]"):
+        result.evaluate(x, np.where(y < 5, 1.5, 2.0))
+    whole = pd.Series(pd.Categorical(np.where(y < 5, 1.0, 2.0)))
+    ensemble = ffnn_jax.train(x, whole, ensemble=2, hidden_sizes=(8,), epochs=1, validation_fraction=0.2)
+    assert ensemble.task == "classification" and ensemble.classes.tolist() == [1, 2]
+    with pytest.raises(ValueError, match=r"pandas categorical of non-integer floats.*astype\(str\)"):
+        ffnn_jax.sweep(x, halves, grid={"seed": [0]}, epochs=1)
