@@ -27,6 +27,29 @@ def key():
     return jax.random.key(0)
 
 
+def _mapped_regions() -> int:
+    """Memory mappings of this process (0 where /proc is absent)."""
+    try:
+        with open("/proc/self/maps", "rb") as maps:
+            return sum(1 for _ in maps)
+    except OSError:
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_programs():
+    """Drops JAX's compiled programs once this worker holds many.
+
+    Each compiled CPU program keeps about three memory mappings of machine code until its jit cache
+    lets it go, and the module-level jits keep every shape and setting they saw. A test worker
+    compiles thousands; near the end of a full run it passed Linux's vm.max_map_count (65530) and
+    LLVM crashed in the next compile (SIGSEGV or SIGABRT in backend_compile_and_load).
+    """
+    yield
+    if _mapped_regions() > 30_000:
+        jax.clear_caches()
+
+
 @pytest.fixture(scope="session")
 def digits():
     """scikit-learn's digits (the built-in copy) as NumPy arrays: x [1797, 64] in [0, 1], y [1797]."""
