@@ -10,11 +10,13 @@ from typing import List
 
 import numpy as np
 
-from ._data import infer_task, split_indices
+from ._config import TrainConfig
+from ._data import split_indices
 from ._errors import check_positive_int
 from ._inference import TrainedModel
-from ._labels import encode_labels, encode_with, is_label_column
+from ._labels import encode_labels, encode_with
 from ._losses import l2_penalty, per_example_loss
+from ._setup import reads_class_labels
 from ._sparse import is_scipy_sparse
 from ._step import r2_score
 from ._sweep_checkpoint import SweepInterrupted
@@ -126,6 +128,7 @@ def _floats(target: np.ndarray) -> np.ndarray:
 
 
 def train_ensemble(x, y, k: int, *, validation_data=None, sample_weight=None, checkpoint_dir=None,
+                   checkpoint_every: int = 1, keep_checkpoints: int = 2, resume: bool = False,
                    **settings) -> EnsembleResult:  # fmt: skip
     """k members from seeds ``seed .. seed+k−1`` in one program (see the module docstring); with
     ``checkpoint_dir`` (and ``checkpoint_every``, ``keep_checkpoints``, ``resume``) saved as a sweep."""
@@ -135,10 +138,7 @@ def train_ensemble(x, y, k: int, *, validation_data=None, sample_weight=None, ch
     seed = settings.pop("seed", 0)
     fraction = settings.pop("validation_fraction", 0.0)
     if fraction and validation_data is None:  # one held-out set for all members, split as train(seed=seed) would
-        task = settings.get("task", "auto")
-        task = infer_task(y, settings.get("loss")) if task == "auto" else task
-        labels = is_label_column(y) and task == "classification" and settings.get("loss") != "binary_cross_entropy"
-        stratify = encode_labels(y, "y")[0] if labels else None
+        stratify = encode_labels(y, "y")[0] if reads_class_labels(TrainConfig(**settings), y) else None
         keep, held = split_indices(np.shape(y)[0], fraction, seed=seed, stratify=stratify)
         validation_data = (_rows(x, held), _rows(y, held))
         x, y = _rows(x, keep), _rows(y, keep)
@@ -146,7 +146,8 @@ def train_ensemble(x, y, k: int, *, validation_data=None, sample_weight=None, ch
     grid = {"seed": [seed + i for i in range(k)]}
     try:
         result = sweep(x, y, grid=grid, validation_data=validation_data, sample_weight=sample_weight,
-                       checkpoint_dir=checkpoint_dir, **settings)  # fmt: skip
+                       checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                       keep_checkpoints=keep_checkpoints, resume=resume, **settings)  # fmt: skip
     except SweepInterrupted as interrupt:
         raise SweepInterrupted(interrupt.signal, interrupt.checkpoint_dir, command="train(..., ensemble=k)") from None
     members = result.results

@@ -145,6 +145,13 @@ def _check_numeric_targets(y, loss: str, explicit_task: bool) -> None:
         )
 
 
+def reads_class_labels(config: TrainConfig, y) -> bool:
+    """Whether ``train(x, y, **config)`` reads ``y`` as class labels, one softmax output per distinct
+    label (as :func:`prepare` decides, without its warnings)."""
+    task = config.task if config.task != "auto" else infer_task(y, config.loss)
+    return task == "classification" and config.loss != "binary_cross_entropy" and is_label_column(y)
+
+
 def _task_and_loss(config: TrainConfig, y) -> Tuple[str, str]:
     if config.task != "auto":
         task = config.task

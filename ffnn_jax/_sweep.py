@@ -36,14 +36,14 @@ import numpy as np
 
 from ._checkpoint import atomic_write_bytes
 from ._config import TrainConfig
-from ._data import check_feature_names, feature_names_of, infer_task
+from ._data import check_feature_names, feature_names_of
 from ._distributed import any_process, check_same_everywhere, smallest_everywhere
 from ._errors import check_positive_int
 from ._gradcheck import x64_scope
 from ._labels import is_label_column, plain_labels
 from ._loop import RunState, run_members
 from ._parallel import gather_to_host, make_mesh, replicate, shard_leading
-from ._setup import Setup, epochs_per_dispatch, place, prepare, sampled_rows, setup
+from ._setup import Setup, epochs_per_dispatch, place, prepare, reads_class_labels, sampled_rows, setup
 from ._sparse import is_scipy_sparse
 from ._stopping import watched_value
 from ._sweep_checkpoint import FORMAT as CHECKPOINT_FORMAT
@@ -276,7 +276,7 @@ def sweep(
     else:
         if validation_data is not None or any(config.validation_fraction > 0 for config in configs):
             raise ValueError("`folds` holds out each fold in turn: pass no validation_data or validation_fraction")
-        if any(_softmax_labels(config, y_all) for config in configs):
+        if any(reads_class_labels(config, y_all) for config in configs):
             _check_fold_labels(pairs, y_all)
         arrays = {
             fold: (x_all[train], y_all[train], (x_all[held], y_all[held]), None if w_all is None else w_all[train])
@@ -366,12 +366,6 @@ def fold_pairs(folds, x, y, *, seed: int) -> List[Tuple[np.ndarray, np.ndarray]]
     if not pairs:
         raise ValueError(f"{_FOLDS_EXPECTED}, got no pairs")
     return pairs
-
-
-def _softmax_labels(config: TrainConfig, y) -> bool:
-    """Whether ``train()`` reads ``y`` as class labels (one softmax output per distinct label)."""
-    task = config.task if config.task != "auto" else infer_task(y, config.loss)
-    return task == "classification" and config.loss != "binary_cross_entropy" and is_label_column(y)
 
 
 def _check_fold_labels(pairs: Sequence[Tuple[np.ndarray, np.ndarray]], y: np.ndarray) -> None:
