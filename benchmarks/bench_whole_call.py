@@ -161,7 +161,12 @@ def cli_second_run() -> dict:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import jax"], env=env, check=True)
         import_jax = time.perf_counter() - start
-    return {"first_s": first, "second_s": second, "cache_entries_added_by_second": added, "import_jax_s": import_jax}
+    # ml_dtypes' import is most of jax's in some releases (0.55 s of 1.1 s for 0.7.0): shown on its own
+    probe = "import time, numpy; t = time.perf_counter(); import ml_dtypes; print(time.perf_counter() - t, ml_dtypes.__version__)"
+    seconds, version = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True,
+                                      text=True).stdout.split()  # fmt: skip
+    return {"first_s": first, "second_s": second, "cache_entries_added_by_second": added, "import_jax_s": import_jax,
+            "import_ml_dtypes_s": float(seconds), "ml_dtypes": version}  # fmt: skip
 
 
 def _line(name: str, value: float, target: float, *, at_most: bool, unit: str = "") -> str:
@@ -218,7 +223,8 @@ def main() -> None:
     if "cli" in report:
         c = report["cli"]
         lines.append(_line(f"second `ffnn-jax train -d digits -e 5` (first {c['first_s']:.2f} s; import jax alone "
-                           f"{c['import_jax_s']:.2f} s; cache entries added {c['cache_entries_added_by_second']})",
+                           f"{c['import_jax_s']:.2f} s, of it ml_dtypes {c['ml_dtypes']} {c['import_ml_dtypes_s']:.2f} s; "
+                           f"cache entries added {c['cache_entries_added_by_second']})",
                            c["second_s"], TARGETS["cli_second_s"], at_most=True, unit=" s"))  # fmt: skip
     if "setup_curve" in report:
         lines += ["", "| rows | data MB | set-up s (whole − 4 × steady) | steady epoch s | whole / (4 × steady) |",
