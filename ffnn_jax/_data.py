@@ -263,6 +263,17 @@ def infer_task(y, loss: Optional[str] = None) -> str:
     return "classification" if y.dtype.kind in "biuUSO" or is_one_hot(y) else "regression"
 
 
+def default_loss(task: str, y) -> str:
+    """The loss when none is given: squared error for a regression; for classes a softmax's cross
+    entropy, except for 0/1 rows [n, k ≥ 2] that are not all one-hot (several classes per row, or
+    none), which are multi-label targets (``binary_cross_entropy``), as scikit-learn reads them."""
+    if task != "classification":
+        return "squared_error"
+    y = np.asarray(y)
+    multi_hot = y.ndim == 2 and y.shape[1] >= 2 and y.dtype.kind in "biuf" and np.all((y == 0) | (y == 1))
+    return "binary_cross_entropy" if multi_hot and not is_one_hot(y) else "cross_entropy"
+
+
 def whole_number_labels(y: np.ndarray) -> Optional[np.ndarray]:
     """``y`` as int32 labels when it is a float column of whole numbers within int32 (how files,
     which have no dtype, mark class labels: a CSV's target, a CLI's .npz), else None."""
@@ -309,6 +320,8 @@ def validate_y(
         if not np.all((y == 0) | (y == 1)):
             what = "a 2-D classification target" if y.ndim == 2 else "a binary_cross_entropy target"
             raise ValueError(f"`{name}` as {what} must hold only 0 and 1 (one-hot or multi-label rows [n, k])")
+        if not multi_label and y.shape[1] > 1:  # a softmax: one class per row
+            _check_one_hot_rows(y, name)
         return y.astype(dtype)
     if y.dtype.kind == "f" and not np.all(y == np.round(y)):
         raise ValueError(f"`{name}` class labels must be integers, got non-integer floats (use task='regression'?)")
@@ -317,6 +330,21 @@ def validate_y(
     if n_classes is not None and y.max() >= n_classes:
         raise ValueError(f"`{name}` class labels must be < n_classes={n_classes}, got {int(y.max())}")
     return y.astype(np.int32)
+
+
+def _check_one_hot_rows(y: np.ndarray, name: str) -> None:
+    """0/1 rows for a softmax's cross entropy must each hold exactly one 1 (a multi-hot row would
+    be trained as a share of several classes, an empty one not at all)."""
+    ones = y.sum(axis=1)
+    bad = np.flatnonzero(ones != 1)
+    if len(bad):
+        row = bad[0]
+        raise ValueError(
+            f"`{name}` as one-hot rows for loss 'cross_entropy' (a softmax: one class per row) must hold exactly "
+            f"one 1 per row, but {len(bad)} of {len(y)} rows hold {'none' if ones[row] == 0 else 'several'} "
+            f"(row {row}: {y[row].astype(int).tolist()[:10]}); for multi-label targets pass "
+            "loss='binary_cross_entropy'"
+        )
 
 
 def one_hot(labels: np.ndarray, n_classes: int, dtype=np.float32) -> np.ndarray:

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._data import Standardizer, check_feature_names, infer_task, is_one_hot, validate_x, validate_y
+from ._data import Standardizer, check_feature_names, default_loss, infer_task, validate_x, validate_y
 from ._gradcheck import x64_scope
 from ._labels import encode_with
 from ._losses import canonical_loss
@@ -82,7 +82,7 @@ def evaluate(
     x = validate_x(x, "x", n_features=layer_sizes_of(params)[0], dtype=dtype)
     loss = None if loss is None else canonical_loss(loss)
     task = infer_task(y, loss) if task == "auto" else task
-    loss = loss or ("cross_entropy" if task == "classification" else "squared_error")
+    loss = loss or default_loss(task, y)
     n_out = layer_sizes_of(params)[-1]
     y = validate_y(
         y,
@@ -176,8 +176,11 @@ class TrainedModel:
         given (or one-hot rows [n, k], columns in the order of ``classes``)."""
         x = self._inputs(x)  # wrong features are named before the labels are read
         if self._single_label():
-            one_hot_rows = is_one_hot(np.asarray(y)) and np.shape(y)[1] == len(self.classes)
-            y = np.argmax(np.asarray(y), axis=1) if one_hot_rows else encode_with(self.classes, y, "y")
+            rows = np.asarray(y)
+            if rows.ndim == 2 and rows.shape[1] == len(self.classes) > 1:  # one-hot rows, checked as such
+                y = np.argmax(validate_y(rows, "y", n_samples=len(rows), task="classification"), axis=1)
+            else:
+                y = encode_with(self.classes, y, "y")
         with self._dtype_scope():
             return evaluate(
                 self.params,

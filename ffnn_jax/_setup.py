@@ -19,6 +19,7 @@ from ._data import (
     LARGE_BYTES,
     Standardizer,
     check_feature_names,
+    default_loss,
     feature_names_of,
     fit_standardizer,
     host_copy,
@@ -161,7 +162,7 @@ def _task_and_loss(config: TrainConfig, y) -> Tuple[str, str]:
             check_auto_classes(y)
         elif config.loss is None:
             warn_if_float_labels(y)
-    loss = config.loss or ("cross_entropy" if task == "classification" else "squared_error")
+    loss = config.loss or default_loss(task, y)
     if task == "classification" and loss == "poisson":
         raise ValueError("`loss`='poisson' is a regression loss; use task='regression' or 'auto'")
     if task == "regression":

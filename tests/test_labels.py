@@ -202,3 +202,30 @@ def test_a_pandas_categorical_is_labels_even_of_floats_where_a_float_array_would
     assert ensemble.task == "classification" and ensemble.classes.tolist() == [1, 2]
     with pytest.raises(ValueError, match=r"pandas categorical of non-integer floats.*astype\(str\)"):
         ffnn_jax.sweep(x, halves, grid={"seed": [0]}, epochs=1)
+
+
+def test_integer_or_bool_rows_with_several_classes_each_are_multi_label_targets(digits):
+    x, y = digits
+    rows = np.stack([y > 4, y % 2 == 0, y == 3], 1)  # bool [n, 3]: some rows hold two 1s, some none
+    for targets in (rows, rows.astype(np.int64)):
+        result = ffnn_jax.train(x, targets, **FAST)
+        assert result.model.loss == "binary_cross_entropy"  # was a 3-class softmax, trained on the multi-hot rows
+        assert result.predict(x[:5]).shape == (5, 3)
+    one_hot_ints = np.eye(10, dtype=np.int64)[y]
+    assert ffnn_jax.train(x, one_hot_ints, **FAST).model.loss == "cross_entropy"  # one class per row: a softmax
+
+
+def test_a_softmax_refuses_target_rows_that_are_not_one_hot_naming_the_rows(digits):
+    x, y = digits
+    rows = np.stack([y > 4, y % 2 == 0], 1).astype(np.int64)
+    with pytest.raises(ValueError, match=r"`y` as one-hot rows .* exactly one 1 per row, but \d+ of 1797 rows hold "
+                                         r"(several|none) .*loss='binary_cross_entropy'"):  # fmt: skip
+        ffnn_jax.train(x, rows, loss="cross_entropy", epochs=1, hidden_sizes=(4,))
+    one_hot = np.eye(2, dtype=np.float32)[y % 2]
+    empty = one_hot.copy()
+    empty[7] = 0
+    with pytest.raises(ValueError, match=r"`validation_data\[1\]` as one-hot rows .* 1 of 1797 rows hold none \(row 7"):
+        ffnn_jax.train(x, one_hot, validation_data=(x, empty), epochs=1, hidden_sizes=(4,))
+    model = ffnn_jax.train(x, y % 2, **FAST)
+    with pytest.raises(ValueError, match="exactly one 1 per row"):
+        model.evaluate(x, empty)
