@@ -732,7 +732,9 @@ def _run_train(args, tracked: list, plots: list) -> int:
             else ""
         )
         + f" in {seconds:.2f} s (first epoch, with compilation: {summary['first_epoch_seconds']:.2f} s)\n"
-        f"test loss {test['loss']:.4f}{_L2_NOTE if result.l2 > 0 else ''}, test {metric} {test[metric]:.4f}\n"
+        f"test loss {test['loss']:.4f}{_L2_NOTE if result.l2 > 0 else ''}, test {metric} {test[metric]:.4f}"
+        + (" (the share of labels right, column by column)" if result.model.loss == "binary_cross_entropy" else "")
+        + "\n"
         f"files in {folder}/: "
         + ", ".join(["params.npz", f"metrics.{args.metrics_format}", "summary.json", *pictures])
         + f"; checkpoints in {checkpoint_dir}/"

@@ -358,3 +358,19 @@ def test_class_weight_labels_written_as_floats_name_the_csvs_whole_number_labels
         assert cli.main([*argv, "--class_weight", weights, "--out", str(tmp_path / out)]) == 0
     trained = [np.load(tmp_path / out / "params.npz")["layer0/W"] for out in ("floats", "ints")]
     np.testing.assert_array_equal(*trained)
+
+
+def test_an_npz_of_multi_hot_integer_rows_trains_a_multi_label_network_and_predicts_its_columns(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    y = np.stack([x[:, 0] > 0, x[:, 1] > 0, x[:, 0] + x[:, 2] > 0], 1).astype(np.int64)  # several 1s or none
+    data, out = tmp_path / "tags.npz", tmp_path / "run"
+    np.savez(data, x=x, y=y)
+    argv = ["train", "-d", str(data), "-e", "20", "-o", "adam", "-lr", "0.01", "--no_progress", "--no_plot"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    assert "the share of labels right, column by column" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layer_sizes"][-1] == 3 and summary["test_accuracy"] > 0.85  # was a 3-class softmax
+    assert cli.main(["predict", "--model", str(out), "-d", str(data), "--out", str(tmp_path / "p.csv")]) == 0
+    header = (tmp_path / "p.csv").read_text().splitlines()[0]
+    assert header.count(",") >= 3, header  # one column per label, not one predicted class
