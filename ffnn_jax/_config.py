@@ -1,7 +1,8 @@
 """``TrainConfig``: every setting of a training run, validated once when it is built."""
 
 import dataclasses
-from typing import Any, Callable, Optional, Tuple
+import difflib
+from typing import Any, Callable, Iterable, Optional, Tuple
 
 import numpy as np
 import optax
@@ -167,3 +168,45 @@ class TrainConfig:
         if isinstance(self.class_weight, dict):  # JSON keys are strings; labels may be ints or bools
             out["class_weight"] = {str(np.asarray(k).item()): float(v) for k, v in self.class_weight.items()}
         return out
+
+
+# What users of Keras, scikit-learn and PyTorch loops call these settings.
+_OTHER_NAMES = {
+    "lr": "learning_rate",
+    "learning_rate_init": "learning_rate",
+    "validation_split": "validation_fraction",
+    "hidden_layer_sizes": "hidden_sizes",
+    "max_iter": "epochs",
+    "n_epochs": "epochs",
+    "num_epochs": "epochs",
+    "random_state": "seed",
+    "alpha": "weight_decay",
+    "l2": "weight_decay",
+    "solver": "optimizer",
+    "beta_1": "beta1",
+    "beta_2": "beta2",
+    "eps": "epsilon",
+    "n_iter_no_change": "patience",
+    "tol": "min_delta",
+    "clipnorm": "max_grad_norm",
+    "activation_function": "activation",
+}
+
+
+def setting_meant(name: str, also: Iterable[str] = ()) -> Optional[str]:
+    """The :class:`TrainConfig` field (or one of ``also``) that ``name`` most likely means: a Keras or
+    scikit-learn name for it, or a near spelling; None when nothing is close."""
+    names = [field.name for field in dataclasses.fields(TrainConfig)]
+    return _OTHER_NAMES.get(name) or next(iter(difflib.get_close_matches(name, [*names, *also], n=1)), None)
+
+
+def config_from(settings: dict, caller: str = "train()", also: Iterable[str] = ()) -> TrainConfig:
+    """``TrainConfig(**settings)``; a name that is no setting is a TypeError that names ``caller``
+    and the setting meant (``also``: the caller's own keyword arguments, offered too)."""
+    names = [field.name for field in dataclasses.fields(TrainConfig)]
+    unknown = [name for name in settings if name not in names]
+    if unknown:
+        meant = setting_meant(unknown[0], also)
+        hint = f"; did you mean {meant!r}?" if meant else f"; the settings are {', '.join(names)}"
+        raise TypeError(f"{caller} got an unexpected keyword argument {unknown[0]!r}{hint}")
+    return TrainConfig(**settings)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checkpoint import atomic_write_bytes
-from ._config import TrainConfig
+from ._config import TrainConfig, config_from, setting_meant
 from ._data import check_feature_names, feature_names_of
 from ._distributed import any_process, check_same_everywhere, smallest_everywhere
 from ._errors import check_positive_int
@@ -82,7 +82,11 @@ def expand_grid(grid: Union[Dict[str, Sequence], Sequence[Dict[str, Any]]]) -> L
     for point in points:
         unknown = sorted(set(point) - _SETTINGS)
         if unknown:
-            raise ValueError(f"`grid` names unknown settings {unknown}; train() settings are {sorted(_SETTINGS)}")
+            meant = setting_meant(unknown[0])
+            hint = (
+                f"did you mean {meant!r} for {unknown[0]!r}?" if meant else f"train() settings are {sorted(_SETTINGS)}"
+            )
+            raise ValueError(f"`grid` names unknown settings {unknown}; {hint}")
     return points
 
 
@@ -259,7 +263,7 @@ def sweep(
       (2, (64, 16, 10))
     """
     points = expand_grid(grid)
-    base = TrainConfig(**settings)
+    base = config_from(settings, "sweep()")
     configs = [TrainConfig(**{**settings, **point}) for point in points]  # every value checked before compiling
     check_positive_int("max_members", max_members, allow_none=True)
     if progress is not None and not callable(progress):

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._config import TrainConfig
+from ._config import TrainConfig, config_from
 from ._distributed import any_process, check_same_everywhere, initialize_distributed, is_primary, refuse_together
 from ._errors import check_positive_int
 from ._gradcheck import x64_scope
@@ -199,7 +199,7 @@ def train(
       >>> result.predict(x[:3]).shape
       (3,)
     """
-    config = TrainConfig(**settings)
+    config = config_from(settings, "train()", also=_OWN_ARGUMENTS)
     _check_checkpointing(checkpoint_dir, checkpoint_every, keep_checkpoints, resume)
     from ._wandb import check_wandb_names, make_wandb_callback  # wandb itself is imported only when used
 
@@ -489,3 +489,4 @@ def _train_signature() -> inspect.Signature:
 
 
 train.__signature__ = _train_signature()  # help(train) lists every TrainConfig keyword
+_OWN_ARGUMENTS = [name for name in inspect.signature(train).parameters if name not in ("x", "y")]

@@ -80,7 +80,7 @@ def test_grids_expand_as_a_product_or_a_list_and_unknown_names_are_refused():
     ]
     assert len(expand_grid({"learning_rate": [1, 2], "seed": [0, 1, 2]})) == 6
     assert expand_grid([{"seed": 1}, {"seed": 2, "epochs": 4}]) == [{"seed": 1}, {"seed": 2, "epochs": 4}]
-    with pytest.raises(ValueError, match=r"unknown settings \['learnin_rate'\]"):
+    with pytest.raises(ValueError, match=r"unknown settings \['learnin_rate'\]; did you mean 'learning_rate'"):
         expand_grid({"learnin_rate": [1e-3]})
     with pytest.raises(ValueError, match=r"`grid\['seed'\]` must be a non-empty list"):
         expand_grid({"seed": []})
