@@ -186,17 +186,25 @@ def validate_x(
 
 
 def _all_finite(x: np.ndarray) -> bool:
-    """Whether every value of the float matrix ``x`` [n, d] is finite, in one multi-threaded pass.
+    """Whether every value of the float matrix ``x`` [n, d] is finite, in one pass.
 
-    ``x @ 1`` (BLAS, all cores) carries any NaN or inf into its row sums; only when a sum is not
-    finite (a non-finite value, or finite values that overflowed) does the element-wise test decide.
+    Row sums carry any NaN or inf; only when a sum is not finite (a non-finite value, or finite
+    values that overflowed) does the element-wise test decide.
     """
-    if x.ndim == 2 and x.size >= 1 << 16 and x.dtype in (np.float32, np.float64):
-        with np.errstate(over="ignore", invalid="ignore"):
-            sums = x @ np.ones(x.shape[1], x.dtype)
-        if np.isfinite(sums).all():
-            return True
+    if x.ndim == 2 and x.size >= 1 << 16 and x.dtype in (np.float32, np.float64) and _row_sums_finite(x):
+        return True
     return bool(np.all(np.isfinite(x)))
+
+
+def _row_sums_finite(x: np.ndarray) -> bool:
+    """Whether every row sum of the float matrix ``x`` [n, d] is finite.
+
+    NumPy's own reduction, not ``x @ 1``: as fast here (9 ms for 60k × 784 float32, against 8 ms
+    for BLAS on two cores), but BLAS's worker threads then spin for about 0.1 s of CPU, which the
+    first epoch, started right after, lost to them (it ran 0.03 s slower than the others).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.add.reduce(x, axis=1)).all())
 
 
 LARGE_BYTES = 1 << 22  # below this a copy is too quick to be worth threads, an aligned buffer or a view
@@ -227,14 +235,14 @@ def host_copy(array: np.ndarray, dtype=None) -> Tuple[np.ndarray, bool]:
     out = _empty_aligned(array.shape, dtype)
     rows = max(1, (1 << 20) // max(1, out[:1].nbytes))
     row_size = int(np.prod(array.shape[1:]))
-    ones = np.ones(row_size, dtype) if dtype in (np.float32, np.float64) else None
+    floats = dtype in (np.float32, np.float64)
 
     def copy_block(start: int) -> bool:
         block = out[start : start + rows]
         with np.errstate(over="ignore", invalid="ignore"):  # a float64 beyond float32's range becomes inf
             np.copyto(block, array[start : start + rows], casting="unsafe")
-            if ones is not None and np.isfinite(block.reshape(len(block), row_size) @ ones).all():
-                return True
+        if floats and _row_sums_finite(block.reshape(len(block), row_size)):
+            return True
         return dtype.kind in "biu" or bool(np.isfinite(block).all())
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
