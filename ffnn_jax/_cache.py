@@ -5,7 +5,9 @@ The cache is switched on for the CLI by default and for ``train()`` on request.
 A second identical ``ffnn-jax train`` then loads its compiled programs from disk instead of
 compiling them again. The folder is ``path``, else ``$FFNN_JAX_COMPILATION_CACHE``, else the
 per-user cache (``$XDG_CACHE_HOME/ffnn_jax/jax`` or ``~/.cache/ffnn_jax/jax``); ``off`` (or ``0``,
-``none``) disables it. A folder that cannot be used is a warning, never a failure.
+``none``) disables it. A folder that cannot be used is a warning, never a failure. The folder is
+kept under ``max_mb`` (1024 MB unless given; -1: no bound): once it holds more, the programs used
+least recently are deleted (JAX's own eviction, which needs the ``filelock`` package).
 """
 
 import functools
@@ -25,12 +27,15 @@ def default_cache_folder() -> str:
     return os.path.join(root, "ffnn_jax", "jax")
 
 
-def enable_compilation_cache(path: Optional[str] = None) -> Optional[str]:
-    """Makes JAX keep every compiled program in ``path`` (see the module docstring for the default).
+def enable_compilation_cache(path: Optional[str] = None, max_mb: float = 1024) -> Optional[str]:
+    """Makes JAX keep every compiled program in ``path`` (see the module docstring for the default
+    and for ``max_mb``, the folder's bound in MB).
 
     Call it before the first ``train()`` of a process. Returns the folder used, or None when the
     cache is off or the folder is unusable (a ``RuntimeWarning`` says why).
     """
+    if not isinstance(max_mb, (int, float)) or isinstance(max_mb, bool) or not (max_mb > 0 or max_mb == -1):
+        raise ValueError(f"`max_mb` must be a positive number of MB, or -1 for no bound; got {max_mb!r}")
     folder = path if path is not None else os.environ.get("FFNN_JAX_COMPILATION_CACHE", default_cache_folder())
     if folder.strip().lower() in _OFF:
         return None
@@ -48,7 +53,21 @@ def enable_compilation_cache(path: Optional[str] = None) -> Optional[str]:
         return None
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # small programs too: they add up
+    _bound(max_mb)
     return folder
+
+
+def _bound(max_mb: float) -> None:
+    """JAX's least-recently-used eviction above ``max_mb`` (without ``filelock``, or in a jax
+    without that setting, the folder grows unbounded, as JAX's default)."""
+    import importlib.util
+
+    if max_mb == -1 or importlib.util.find_spec("filelock") is None:
+        return
+    try:
+        jax.config.update("jax_compilation_cache_max_size", int(max_mb * 2**20))
+    except AttributeError:  # an older jax
+        pass
 
 
 # XLA:CPU options for programs that run once per call on small arrays (the weight draws, the

@@ -81,3 +81,32 @@ def test_the_first_train_call_compiles_the_draws_the_optimizer_state_and_the_epo
     assert done.returncode == 0, done.stderr
     compiled = done.stdout.split("COMPILED")[-1].split()
     assert sorted(compiled) == ["jit(_init_state)", "jit(_run_epochs)", "jit(first_draws)"], compiled
+
+
+_BOUNDED = """
+import os, sys, numpy as np
+import ffnn_jax
+folder = ffnn_jax.enable_compilation_cache(sys.argv[1], max_mb=float(sys.argv[2]))
+rng = np.random.default_rng(0)
+for width in (5, 6, 7, 8):  # four structures: a dozen programs
+    ffnn_jax.train(rng.normal(size=(64, 5)).astype(np.float32), rng.integers(0, 3, 64), hidden_sizes=(width,), epochs=1)
+sizes = [os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder) if n.endswith("-cache")]
+print("CACHE", len(sizes), sum(sizes), max(sizes))
+"""
+
+
+def test_the_cache_folder_is_kept_under_its_bound_by_dropping_the_least_recently_used(tmp_path):
+    def fill(folder: str, max_mb: str):
+        done = subprocess.run([sys.executable, "-c", _BOUNDED, folder, max_mb], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return [int(v) for v in done.stdout.split("CACHE")[-1].split()]
+
+    count, total, largest = fill(str(tmp_path / "free"), "-1")
+    assert count >= 8  # every program kept
+    bound = 2 * largest  # room for two of them
+    kept, kept_bytes, _ = fill(str(tmp_path / "bounded"), str(bound / 2**20))
+    assert 0 < kept < count and kept_bytes <= bound
+    with pytest.raises(ValueError, match="`max_mb` must be a positive number of MB, or -1"):
+        import ffnn_jax
+
+        ffnn_jax.enable_compilation_cache(str(tmp_path / "x"), max_mb=0)
