@@ -6,13 +6,14 @@ A second identical ``ffnn-jax train`` then loads its compiled programs from disk
 compiling them again. The folder is ``path``, else ``$FFNN_JAX_COMPILATION_CACHE``, else the
 per-user cache (``$XDG_CACHE_HOME/ffnn_jax/jax`` or ``~/.cache/ffnn_jax/jax``); ``off`` (or ``0``,
 ``none``) disables it. A folder that cannot be used is a warning, never a failure. The folder is
-kept under ``max_mb`` (1024 MB unless given; -1: no bound): once it holds more, the programs used
-least recently are deleted (JAX's own eviction, which needs the ``filelock`` package).
+kept under ``max_mb`` (1024 MB unless given; -1: no bound): once a day, a folder that holds more
+loses its least recently used programs down to 80% of it.
 """
 
 import functools
 import os
 import tempfile
+import time
 import warnings
 from typing import Callable, Optional
 
@@ -53,20 +54,50 @@ def enable_compilation_cache(path: Optional[str] = None, max_mb: float = 1024) -
         return None
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # small programs too: they add up
-    _bound(max_mb)
+    _prune(folder, max_mb)
     return folder
 
 
-def _bound(max_mb: float) -> None:
-    """JAX's least-recently-used eviction above ``max_mb`` (without ``filelock``, or in a jax
-    without that setting, the folder grows unbounded, as JAX's default)."""
-    import importlib.util
+_PRUNE_EVERY_S = 24 * 3600  # a folder is measured (and pruned) at most once a day
+_PRUNED_MARK = ".ffnn_jax-pruned"
 
-    if max_mb == -1 or importlib.util.find_spec("filelock") is None:
-        return
+
+def _prune(folder: str, max_mb: float) -> None:
+    """Deletes the least recently used programs of ``folder`` until it holds at most 80% of
+    ``max_mb`` MB, when it holds more; at most once a day (a marker file's time), so a command
+    start does not list a large folder each time.
+
+    Done here rather than by JAX's own eviction (``jax_compilation_cache_max_size``), which lists
+    and reads the whole folder on every write and fails on entries written without it (a folder
+    used before, or by another JAX program).
+    """
+    mark = os.path.join(folder, _PRUNED_MARK)
     try:
-        jax.config.update("jax_compilation_cache_max_size", int(max_mb * 2**20))
-    except AttributeError:  # an older jax
+        if max_mb == -1 or time.time() - os.stat(mark).st_mtime < _PRUNE_EVERY_S:
+            return
+    except OSError:  # no marker yet
+        pass
+    entries = []
+    try:
+        with os.scandir(folder) as listing:
+            for entry in listing:
+                if entry.name.endswith("-cache") and entry.is_file(follow_symlinks=False):
+                    info = entry.stat(follow_symlinks=False)
+                    entries.append((max(info.st_atime, info.st_mtime), info.st_size, entry.path))
+        total = sum(size for _, size, _ in entries)
+        if total > max_mb * 2**20:
+            for _, size, path in sorted(entries):  # the least recently used first
+                if total <= 0.8 * max_mb * 2**20:
+                    break
+                for name in (path, path[: -len("-cache")] + "-atime"):  # JAX's own eviction's time stamp too
+                    try:
+                        os.remove(name)
+                    except FileNotFoundError:  # another process pruned it (or no stamp)
+                        pass
+                total -= size
+        with open(mark, "w"):
+            pass
+    except OSError:  # a folder we may not prune is still a usable cache
         pass
 
 

@@ -83,29 +83,44 @@ def test_the_first_train_call_compiles_the_draws_the_optimizer_state_and_the_epo
     assert sorted(compiled) == ["jit(_init_state)", "jit(_run_epochs)", "jit(first_draws)"], compiled
 
 
-_BOUNDED = """
-import os, sys, numpy as np
+_FILL = """
+import sys, warnings, numpy as np
 import ffnn_jax
-folder = ffnn_jax.enable_compilation_cache(sys.argv[1], max_mb=float(sys.argv[2]))
+warnings.simplefilter("error")  # a cache write that fails warns: fail instead
+ffnn_jax.enable_compilation_cache(sys.argv[1], max_mb=float(sys.argv[2]))
 rng = np.random.default_rng(0)
-for width in (5, 6, 7, 8):  # four structures: a dozen programs
-    ffnn_jax.train(rng.normal(size=(64, 5)).astype(np.float32), rng.integers(0, 3, 64), hidden_sizes=(width,), epochs=1)
-sizes = [os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder) if n.endswith("-cache")]
-print("CACHE", len(sizes), sum(sizes), max(sizes))
+for width in sys.argv[3:]:  # a structure each: a few programs each
+    ffnn_jax.train(rng.normal(size=(64, 5)).astype(np.float32), rng.integers(0, 3, 64), hidden_sizes=(int(width),),
+                   epochs=1)
 """
 
 
-def test_the_cache_folder_is_kept_under_its_bound_by_dropping_the_least_recently_used(tmp_path):
-    def fill(folder: str, max_mb: str):
-        done = subprocess.run([sys.executable, "-c", _BOUNDED, folder, max_mb], capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
-        return [int(v) for v in done.stdout.split("CACHE")[-1].split()]
+def test_a_cache_folder_over_its_bound_loses_its_least_recently_used_programs_once_a_day(tmp_path):
+    folder = tmp_path / "cache"
 
-    count, total, largest = fill(str(tmp_path / "free"), "-1")
-    assert count >= 8  # every program kept
-    bound = 2 * largest  # room for two of them
-    kept, kept_bytes, _ = fill(str(tmp_path / "bounded"), str(bound / 2**20))
-    assert 0 < kept < count and kept_bytes <= bound
+    def fill(max_mb: str, *widths: int):
+        done = subprocess.run([sys.executable, "-c", _FILL, str(folder), max_mb, *map(str, widths)],
+                              capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    def programs() -> dict:
+        return {p.name: p.stat().st_size for p in folder.iterdir() if p.name.endswith("-cache")}
+
+    fill("-1", 5, 6, 7, 8)  # no bound: every program kept
+    before = programs()
+    assert len(before) >= 8
+    for age, name in enumerate(sorted(before)):  # distinct times of last use, oldest first in name order
+        os.utime(folder / name, (1e9 + age, 1e9 + age))
+    bound = sum(before.values()) / 2
+    fill(str(bound / 2**20))  # over the bound: pruned to 80% of it as the cache is switched on
+    kept = sorted(programs())
+    assert kept and kept == sorted(before)[-len(kept) :]  # the most recently used survive
+    assert sum(before[name] for name in kept) <= 0.8 * bound
+    fill(str(bound / 2**20), 9)  # the pruned folder takes new programs, with no warning
+    after = programs()
+    assert set(after) - set(before)
+    fill(str(bound / 2**20 / 100))  # pruned today already: not measured again until tomorrow
+    assert programs() == after
     with pytest.raises(ValueError, match="`max_mb` must be a positive number of MB, or -1"):
         import ffnn_jax
 
