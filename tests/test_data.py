@@ -510,3 +510,18 @@ def test_a_tsv_file_is_read_as_a_csv_by_load_dataset_and_resolve_target(tmp_path
     x, y = ffnn_jax.load_dataset(str(path))
     np.testing.assert_array_equal(x, [[1.5, 2], [-3, 4.25]])
     assert y.tolist() == [0, 1] and resolve_target(str(path), "label") == TargetColumn(2, "label")
+
+
+def test_integer_inputs_far_from_unit_scale_warn_to_scale_them_unless_standardized():
+    import warnings
+
+    d = ffnn_jax.load_digits()
+    pixels = (d.x / d.x.max() * 255).astype(np.uint8)  # image bytes, as an IDX or PNG loader gives them
+    settings = dict(hidden_sizes=(4,), epochs=1)
+    with pytest.warns(UserWarning, match=r"`x` holds integers up to 255 \(uint8\).*x / 255.*standardize=True"):
+        ffnn_jax.train(pixels, d.y, **settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        ffnn_jax.train(pixels, d.y, standardize=True, **settings)
+        ffnn_jax.train(pixels / np.float32(255), d.y, **settings)  # floats: taken as the caller scaled them
+        ffnn_jax.train((pixels > 100).astype(np.int64), d.y, **settings)  # 0/1 flags
