@@ -116,10 +116,12 @@ class SweepResult:
     """What :func:`sweep` returns.
 
     ``table``: one dict per grid point: its settings, ``status``, ``epochs_run``, ``best_epoch``,
-    the final value of every history column (``final_train_loss``, ...) and the best value of the
-    monitored one (``best_val_loss``, ...); with folds, the mean over folds and ``..._std``.
-    ``results``: a :class:`TrainResult` per member (grid point × fold). ``best``: the best grid
-    point's result (refit on all the data when folds were used and ``refit``).
+    the final value of every history column (``final_train_loss``, ...), the best value of the
+    monitored one over the epochs (``best_val_loss``, ...) and its value for the params the member
+    returns (``returned_val_loss``: the last epoch's, or the restored best epoch's with
+    ``early_stopping`` and ``restore_best``), which ranks the points; with folds, the mean over
+    folds and ``..._std``. ``results``: a :class:`TrainResult` per member (grid point × fold).
+    ``best``: the best grid point's result (refit on all the data when folds were used and ``refit``).
     """
 
     table: List[dict]
@@ -161,7 +163,7 @@ class SweepResult:
             rows = list(dict.fromkeys(_label(row[rows_name]) for row in self.table))
             cols = list(dict.fromkeys(_label(row[cols_name]) for row in self.table))
             grid = np.full((len(rows), len(cols)), np.nan)
-            key = f"best_{self.monitor}"
+            key = f"returned_{self.monitor}"
             for row in self.table:
                 grid[rows.index(_label(row[rows_name])), cols.index(_label(row[cols_name]))] = row.get(key, np.nan)
             ax = axes[0, 1]
@@ -666,6 +668,10 @@ def _summary(result: TrainResult, monitor: str) -> dict:
     if values:
         watched = [float(watched_value(monitor, {monitor: v})) for v in values]
         row[f"best_{monitor}"] = values[int(np.argmin(watched))]
+        # the value of the params the member hands out (its last epoch's, or the restored best epoch's):
+        # what members are ranked by, so that the best point's model has the value it was chosen for
+        returned = result.best_epoch if 0 < result.best_epoch <= len(values) else len(values)
+        row[f"returned_{monitor}"] = values[returned - 1]
     return row
 
 
@@ -694,7 +700,7 @@ def _table(points, where, results, monitor, folds: Optional[int]) -> List[dict]:
 
 
 def _best_point(table, monitor) -> Optional[int]:
-    key = f"best_{monitor}"
+    key = f"returned_{monitor}"
     scored = [
         (float(watched_value(monitor, {monitor: row[key]})), i)
         for i, row in enumerate(table)

@@ -963,9 +963,8 @@ def run_sweep(args) -> int:
         summary.update(
             best_point=point, best_row=result.table[result.best_index], **{f"test_{k}": v for k, v in test.items()}
         )
-        line += (
-            f"\nbest: {point} -> {config.monitor} {result.table[result.best_index].get('best_' + config.monitor):.4f}"
-        )
+        value = result.table[result.best_index].get("returned_" + config.monitor)  # what it was ranked by
+        line += f"\nbest: {point} -> {config.monitor} {value:.4f}"
         line += ", test " + ", ".join(f"{k} {v:.4f}" for k, v in test.items())
     atomic_write_bytes(os.path.join(folder, "summary.json"), json.dumps(summary, indent=2, default=str).encode(),
                        overwrite=True)  # fmt: skip

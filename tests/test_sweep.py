@@ -463,3 +463,22 @@ def test_a_sweep_on_scipy_sparse_rows_equals_the_dense_sweep(digits, folds):
     dense = ffnn_jax.sweep(x, y, **kw)
     for a, b in zip(sparse.table, dense.table):
         np.testing.assert_allclose(a["best_val_loss"], b["best_val_loss"], rtol=1e-5)
+
+
+def test_points_are_ranked_by_the_value_of_the_params_each_member_returns():
+    from types import SimpleNamespace
+
+    from ffnn_jax._sweep import _best_point, _summary
+
+    def member(val_accuracy, returned_epoch):
+        run = SimpleNamespace(epoch=len(val_accuracy), diverged=False, stopped=False)
+        history = {"epoch": list(range(1, len(val_accuracy) + 1)), "val_accuracy": val_accuracy}
+        return SimpleNamespace(run=run, history=history, best_epoch=returned_epoch)
+
+    peaked = [0.90, 0.99, 0.50]  # the best epoch of all, but it ends worse
+    steady = [0.80, 0.85, 0.86]
+    table = [_summary(member(peaked, 3), "val_accuracy"), _summary(member(steady, 3), "val_accuracy")]
+    assert table[0]["best_val_accuracy"] == 0.99 and table[0]["returned_val_accuracy"] == 0.50
+    assert _best_point(table, "val_accuracy") == 1  # last-epoch params: the steady member's are better
+    restored = [_summary(member(peaked, 2), "val_accuracy"), _summary(member(steady, 3), "val_accuracy")]
+    assert _best_point(restored, "val_accuracy") == 0  # early_stopping + restore_best hands out epoch 2's
