@@ -512,6 +512,7 @@ def test_a_tsv_file_is_read_as_a_csv_by_load_dataset_and_resolve_target(tmp_path
     assert y.tolist() == [0, 1] and resolve_target(str(path), "label") == TargetColumn(2, "label")
 
 
+@pytest.mark.filterwarnings("ignore:the trained network gives:RuntimeWarning")  # raw bytes kill its ReLUs too
 def test_integer_inputs_far_from_unit_scale_warn_to_scale_them_unless_standardized():
     import warnings
 
