@@ -1,7 +1,22 @@
 """Shared argument checks: every user-facing check raises before anything is traced or compiled."""
 
+import os
+import sys
 from numbers import Integral, Real
 from typing import Any, Iterable, Optional
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` in the caller that names the first line outside
+    ffnn_jax: the user's call, however deep the package's own calls go (``train()``, ``sweep()``,
+    ``train(ensemble=k)``)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:

@@ -30,6 +30,7 @@ from ._data import (
     validate_y,
     whole_number_labels,
 )
+from ._errors import user_stacklevel
 from ._flat_rows import FlatRows, flat_view
 from ._labels import MAX_AUTO_CLASSES, encode_labels, encode_with, is_label_column
 from ._loop import RunSpec, RunState, history_names, init_run_state
@@ -122,7 +123,7 @@ def warn_if_float_labels(y) -> None:
                 "multi-output regression (squared error). For multi-label classification pass "
                 "loss='binary_cross_entropy'; pass task='regression' to silence this warning",
                 UserWarning,
-                stacklevel=6,  # train()'s caller (through _task_and_loss, prepare, _train)
+                stacklevel=user_stacklevel(),
             )
         return
     values = np.unique(labels)
@@ -132,7 +133,7 @@ def warn_if_float_labels(y) -> None:
             "a regression (squared error), as float targets are. For class labels pass task='classification' "
             "or integer labels; pass task='regression' to silence this warning",
             UserWarning,
-            stacklevel=6,  # train()'s caller (through _task_and_loss, prepare, _train)
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -152,7 +153,7 @@ def warn_if_unscaled_integers(x) -> None:
         f"about unit scale: scale them{pixels} or pass standardize=True. Float inputs are taken as given "
         "(no warning)",
         UserWarning,
-        stacklevel=5,  # train()'s caller (through prepare, _train)
+        stacklevel=user_stacklevel(),
     )
 
 

@@ -27,7 +27,7 @@ import threadpoolctl
 
 from ._config import TrainConfig, config_from
 from ._distributed import any_process, check_same_everywhere, initialize_distributed, is_primary, refuse_together
-from ._errors import check_positive_int
+from ._errors import check_positive_int, user_stacklevel
 from ._gradcheck import x64_scope
 from ._inference import TrainedModel
 from ._loop import RunState, returned_params, run_epochs
@@ -300,7 +300,7 @@ def _warn_if_relus_died(result: TrainResult, x) -> None:
         f"{result.config.weight_decay}): try a smaller learning rate, the adam optimizer, standardized inputs "
         "with targets of unit scale, or the leaky_relu activation",
         RuntimeWarning,
-        stacklevel=4,  # train()'s caller
+        stacklevel=user_stacklevel(),
     )
 
 

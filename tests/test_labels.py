@@ -229,3 +229,19 @@ def test_a_softmax_refuses_target_rows_that_are_not_one_hot_naming_the_rows(digi
     model = ffnn_jax.train(x, y % 2, **FAST)
     with pytest.raises(ValueError, match="exactly one 1 per row"):
         model.evaluate(x, empty)
+
+
+def test_warnings_about_the_data_name_the_users_line_however_deep_the_call(digits):
+    x, y = digits
+    pixels = (x / x.max() * 255).astype(np.uint8)
+    calls = {
+        "train": lambda: ffnn_jax.train(pixels, y.astype(np.float32), epochs=1, hidden_sizes=(4,)),
+        "sweep": lambda: ffnn_jax.sweep(pixels, y.astype(np.float32), grid={"seed": [0]}, epochs=1, hidden_sizes=(4,)),
+        "ensemble": lambda: ffnn_jax.train(pixels, y.astype(np.float32), ensemble=2, epochs=1, hidden_sizes=(4,)),
+    }
+    for name, call in calls.items():
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            call()
+        ours = [w for w in record if "holds integers" in str(w.message) or "distinct whole numbers" in str(w.message)]
+        assert len(ours) >= 2 and all(w.filename == __file__ for w in ours), (name, [w.filename for w in ours])
