@@ -216,7 +216,7 @@ def is_aligned(array: np.ndarray) -> bool:
     return array.flags.c_contiguous and array.ctypes.data % _ALIGNMENT == 0
 
 
-def _empty_aligned(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+def empty_aligned(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """An uninitialised C-contiguous array starting on a 64-byte boundary."""
     nbytes = int(np.prod(shape)) * dtype.itemsize
     raw = np.empty(nbytes + _ALIGNMENT, np.uint8)
@@ -232,7 +232,7 @@ def host_copy(array: np.ndarray, dtype=None) -> Tuple[np.ndarray, bool]:
     in cache, so the finite check costs no pass of its own.
     """
     dtype = array.dtype if dtype is None else np.dtype(dtype)
-    out = _empty_aligned(array.shape, dtype)
+    out = empty_aligned(array.shape, dtype)
     rows = max(1, (1 << 20) // max(1, out[:1].nbytes))
     row_size = int(np.prod(array.shape[1:]))
     floats = dtype in (np.float32, np.float64)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._buckets import is_bucketed, padded, placed_rows
 from ._data import Standardizer, check_feature_names, default_loss, infer_task, validate_x, validate_y
 from ._gradcheck import x64_scope
 from ._labels import encode_with
@@ -137,19 +138,22 @@ class TrainedModel:
         x = validate_x(x, "x", n_features=self.layer_sizes[0], dtype=self.params[0].W.dtype)
         return x if self.standardizer is None else self.standardizer.apply(x)
 
+    def _padded_inputs(self, x) -> Tuple[Array, int]:
+        """:meth:`_inputs` padded to their bucket (:mod:`ffnn_jax._buckets`) and their real rows:
+        inputs of nearby sizes (a cross-validation's held-out folds) share one compiled program."""
+        x = self._inputs(x)
+        return padded(x, placed_rows(x)) if is_bucketed(x) else x, x.shape[0]
+
     def predict(self, x) -> np.ndarray:
         """Labels [n] as given in training (classification), 0/1 [n, k] (multi-label) or outputs (regression)."""
         multi_label = self.model.loss == "binary_cross_entropy"
         with self._dtype_scope():
+            x, n = self._padded_inputs(x)
             labels = predict(
-                self.params,
-                self._inputs(x),
-                activation=self.model.activation,
-                task=self.task,
-                multi_label=multi_label,
+                self.params, x, activation=self.model.activation, task=self.task, multi_label=multi_label,
                 loss=self.model.loss,
-            )
-            labels = np.asarray(labels)
+            )  # fmt: skip
+            labels = np.asarray(labels)[:n]
         return self.classes[labels] if self._single_label() else labels
 
     def predict_proba(self, x) -> np.ndarray:
@@ -159,9 +163,9 @@ class TrainedModel:
             raise ValueError("`predict_proba` needs a classification model; this one is a regression")
         multi_label = self.model.loss == "binary_cross_entropy"
         with self._dtype_scope():
-            return np.asarray(
-                predict_proba(self.params, self._inputs(x), activation=self.model.activation, multi_label=multi_label)
-            )
+            x, n = self._padded_inputs(x)
+            proba = predict_proba(self.params, x, activation=self.model.activation, multi_label=multi_label)
+            return np.asarray(proba)[:n]
 
     def save(self, path: str, *, overwrite: bool = False) -> None:
         """Writes the model to one ``.npz`` that :func:`ffnn_jax.load_model` reopens to predict

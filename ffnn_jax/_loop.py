@@ -85,18 +85,19 @@ def _one_epoch(run: RunState, train_data: tuple, val_data: Optional[tuple], numb
                key=None, flat_theta: bool = True):  # fmt: skip
     """One epoch of ``run`` and its history row (float32 scalars by name); ``key`` and
     ``flat_theta`` as for :func:`ffnn_jax._step._epoch`."""
-    x, y, sample_weight = train_data
+    x, y, sample_weight, rows = train_data
     model = spec.model
     state, sums = _epoch(
         run.train, x, y, sample_weight,
         model=model, optimizer=spec.optimizer, batch_size=spec.batch_size, shuffle=spec.shuffle, mesh=spec.mesh,
-        n_rows=spec.rows, key=key, flat_theta=flat_theta,
+        n_rows=spec.rows if rows is None else rows, key=key, flat_theta=flat_theta,
     )  # fmt: skip
     row = {"train_loss": sums.loss_sum / sums.count}
     if model.classification:
         row["train_accuracy"] = sums.correct / sums.count
     if val_data is not None:
-        metrics = _evaluate(state.params, *val_data, state.weight_decay, model=model)
+        x_val, y_val, val_rows = val_data
+        metrics = _evaluate(state.params, x_val, y_val, state.weight_decay, val_rows, model=model)
         row.update({f"val_{name}": value for name, value in metrics.items()})
     learning_rate = _learning_rate(state.opt_state)
     if learning_rate is not None:
@@ -141,8 +142,9 @@ def _run_epochs(
 ) -> Tuple[RunState, Tuple[Array, Array]]:
     """Up to ``min(n_epochs, spec.chunk)`` epochs of ``run`` in one dispatch (``run`` is donated).
 
-    ``train_data`` is ``(x [n, d], y, sample_weight [n] or None)`` and ``val_data``
-    ``(x_val, y_val)`` or None. The loop ends early when the run stops or diverges. Returns the
+    ``train_data`` is ``(x [n, d], y, sample_weight [n] or None, rows)`` and ``val_data``
+    ``(x_val, y_val, rows)`` or None; ``rows`` (int32 [] or None) counts the real rows of arrays
+    padded to their bucket (:mod:`ffnn_jax._buckets`). The loop ends early when the run stops or diverges. Returns the
     new run and ``(rows, flags)``: rows float32 [len(names), chunk] (the history of the epochs
     this dispatch completed, names as :func:`history_names`) and flags int32 [5]: epoch,
     stopped, diverged, diverged_step, best_epoch (one host transfer each).

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._buckets import is_bucketed, padded, placed_rows
 from ._config import TrainConfig
 from ._data import (
     LARGE_BYTES,
@@ -412,7 +413,9 @@ def setup(
     if initial_params is None:
         params = with_output_bias(params, config, data)
     n = len(data.x)
-    batch_size = n if config.batch_size is None else min(config.batch_size, n)
+    # batch size, shuffling and epochs per dispatch follow the placed rows (one program per bucket)
+    rows = placed_rows(data.x)
+    batch_size = rows if config.batch_size is None else min(config.batch_size, rows)
     steps_per_epoch = -(-n // batch_size)
     tx, optimizer_spec = _optimizer_and_spec(config, steps_per_epoch)
     state = init_train_state(params, tx, order_key, weight_decay=config.loss_l2)
@@ -439,12 +442,12 @@ def setup(
         model=model,
         optimizer=optimizer_spec,
         batch_size=batch_size,
-        shuffle=config.shuffle and steps_per_epoch > 1,
+        shuffle=config.shuffle and rows > batch_size,
         rule=StopRule(monitor, config.plateau_rule, config.early_stopping, config.reduce_lr_factor is not None),
         track_best=track_best,
-        chunk=1 if has_callbacks else epochs_per_dispatch(state.params, n),
+        chunk=1 if has_callbacks else epochs_per_dispatch(state.params, rows),
         mesh=mesh,
-        rows=n if mesh is not None and jax.process_count() > 1 else None,
+        rows=n if mesh is not None and jax.process_count() > 1 and not is_bucketed(data.x) else None,
     )
     train_data, val_data = place(data, mesh, in_place=True) if placed is None else placed
     names = history_names(model, val_data is not None, state.opt_state)
@@ -456,29 +459,41 @@ def place(data: Prepared, mesh=None, *, in_place: bool = False) -> Tuple[tuple, 
     """The training and validation arrays on the device, or replicated on ``mesh`` (waited for: a
     copy left running would land in the first epoch's time). Across several processes the training
     rows are split over the mesh instead, each process putting only its own (padded to a multiple of
-    the device count: ``RunSpec.rows`` says how many are data).
+    the device count: ``RunSpec.rows`` says how many are data). Small dense sets are padded to
+    their bucket first (:mod:`ffnn_jax._buckets`), and each tuple ends with its count of real rows
+    (int32 [], None where nothing is padded that way): ``(x, y, sample_weight, rows)``, ``(x_val, y_val, rows)``.
 
     ``in_place``: on one CPU device, a large unaligned C-contiguous training ``x`` is read where it
     is, as :class:`ffnn_jax._flat_rows.FlatRows` (no copy); otherwise it is copied to an aligned
     buffer. (Sweeps stack members' data, so they keep plain arrays.)"""
+    train, val = _bucketed((data.x, data.y, data.sample_weight)), None
+    if data.x_val is not None:
+        val = _bucketed((data.x_val, data.y_val))
     if mesh is not None and jax.process_count() > 1:
-        train_data = jax.block_until_ready(shard_rows((data.x, data.y, data.sample_weight), mesh))
-        return train_data, None if data.x_val is None else replicate((data.x_val, data.y_val), mesh)
+        train = (*shard_rows(train[:-1], mesh), replicate(train[-1], mesh))
+        return jax.block_until_ready(train), replicate(val, mesh)
     if mesh is not None:
-        x = _cpu_ready(data.x) if jax.default_backend() == "cpu" else data.x
-        train_data = jax.block_until_ready(replicate((x, data.y, data.sample_weight), mesh))
-        return train_data, None if data.x_val is None else replicate((data.x_val, data.y_val), mesh)
-    x = data.x
+        x = _cpu_ready(train[0]) if jax.default_backend() == "cpu" else train[0]
+        return jax.block_until_ready(replicate((x, *train[1:]), mesh)), replicate(val, mesh)
+    x = train[0]
     flat = flat_view(x) if in_place and jax.default_backend() == "cpu" and _large(x) and not is_aligned(x) else None
     if flat is not None:  # the rows read where they are: no host copy (see ffnn_jax._flat_rows)
-        x = flat[0]
-    arrays = (x, data.y, data.sample_weight), None if data.x_val is None else (data.x_val, data.y_val)
+        train = (flat[0], *train[1:])
     if jax.default_backend() == "cpu":
-        arrays = jax.tree_util.tree_map(_cpu_ready, arrays)
-    (x, *train_rest), val_data = jax.block_until_ready(jax.device_put(arrays))
+        train, val = jax.tree_util.tree_map(_cpu_ready, (train, val))
+    train, val = jax.block_until_ready(jax.device_put((train, val)))
     if flat is not None:
-        x = FlatRows(x, flat[1], *data.x.shape)
-    return (x, *train_rest), val_data
+        train = (FlatRows(train[0], flat[1], *data.x.shape), *train[1:])
+    return train, val
+
+
+def _bucketed(arrays: tuple) -> tuple:
+    """``arrays`` (x [n, d] first, then arrays [n, ...] or None) padded to x's bucket, and the
+    count of real rows (an int32 [] host array) last, or None where x is placed as it is."""
+    if not is_bucketed(arrays[0]):
+        return (*arrays, None)
+    rows = placed_rows(arrays[0])
+    return (*(padded(array, rows) for array in arrays), np.int32(arrays[0].shape[0]))
 
 
 def _large(array) -> bool:

@@ -39,3 +39,15 @@ def permutation(key: PRNGKey, n: int) -> Array:
 
     # A loop, not unrolled rounds: one sort to compile (first-call time matters on small data).
     return jax.lax.fori_loop(0, rounds, shuffle_round, jnp.arange(n, dtype=jnp.int32))
+
+
+def real_rows_first(order: Array, rows: Array) -> Array:
+    """``order`` (a permutation of ``range(n)``, int32 [n]) with its entries below ``rows`` moved
+    to the front, each group kept in its order: a padded set's data order (:mod:`ffnn_jax._buckets`).
+
+    The entries below ``rows`` of a uniformly random permutation come in a uniformly random order,
+    so the front is a uniformly random ordering of the real rows.
+    """
+    real = order < rows
+    destination = jnp.where(real, jnp.cumsum(real) - 1, rows + jnp.cumsum(~real) - 1)
+    return jnp.zeros_like(order).at[destination].set(order, unique_indices=True)

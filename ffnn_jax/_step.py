@@ -27,7 +27,7 @@ from ._data import CLASSIFICATION_LOSSES
 from ._losses import canonical_loss, objective_and_scores
 from ._optim import OptimizerSpec, build_optimizer
 from ._params import count_params, ravel
-from ._shuffle import permutation
+from ._shuffle import permutation, real_rows_first
 from ._stopping import Plateau, init_plateau
 from ._types import Activation, Array, Params, PRNGKey
 
@@ -286,7 +286,9 @@ def _epoch(
     With ``mesh`` (a ``jax.sharding.Mesh`` with axis "batch") each batch is split over its
     devices, padded with masked rows to a multiple of their count (the same rows per batch as on
     one device); params and optimizer state stay replicated, XLA adds the gradient all-reduce.
-    ``n_rows``: the first ``n_rows`` rows are the data, the rest padding (arrays split over processes).
+    ``n_rows``: the first ``n_rows`` rows are the data, the rest padding: an int (arrays split
+    over processes) or an int32 [] array (a set padded to its bucket, :mod:`ffnn_jax._buckets`:
+    the epoch then takes ceil(n_rows / batch_size) steps, a count known only on the device).
     ``key``: split instead of ``state.key`` (members of a sweep that share one data order pass it
     unbatched, so that their batches are the same rows and the first layer one wide product).
     ``flat_theta``: False keeps the steps on the pytree even where :func:`_steps_on_flat_theta`
@@ -296,11 +298,15 @@ def _epoch(
     chex.assert_equal_shape_prefix(jax.tree_util.tree_leaves((y, sample_weight)), 1)
     chex.assert_equal(x.shape[0], y.shape[0])  # x: an array, SparseRows or FlatRows (whose one leaf is flat)
     n = x.shape[0] if n_rows is None else n_rows
-    n_batches = -(-n // batch_size)
+    dynamic = not isinstance(n, int)  # the real rows' count is an array: order all rows, real ones first
+    ordered = x.shape[0] if dynamic else n
+    n_batches = -(-ordered // batch_size)
     padded = n_batches * batch_size
     key, order_key, dropout_key = epoch_keys(state.key if key is None else key, model)
-    order = permutation(order_key, n) if shuffle else jnp.arange(n)
-    index = jnp.concatenate([order, jnp.zeros((padded - n,), order.dtype)]).reshape(n_batches, batch_size)
+    order = permutation(order_key, ordered) if shuffle else jnp.arange(ordered)
+    if dynamic and shuffle:
+        order = real_rows_first(order, n)
+    index = jnp.concatenate([order, jnp.zeros((padded - ordered,), order.dtype)]).reshape(n_batches, batch_size)
     mask = (jnp.arange(padded) < n).astype(x.dtype).reshape(n_batches, batch_size)
     mesh = mesh if mesh is not None and mesh.size > 1 else None  # one device: nothing to split
     if mesh is not None and batch_size % mesh.size:  # masked slots so that every device gets as many rows
@@ -335,8 +341,13 @@ def _epoch(
         return (state, sums, diverged_at), None
 
     init = (state._replace(key=key), (zero, zero, zero), jnp.asarray(-1, jnp.int32))
-    batches = (index, mask) if dropout_key is None else (index, mask, jnp.arange(n_batches))
-    (state, sums, diverged_at), _ = jax.lax.scan(body, init, batches)
+    if dynamic:  # the steps over real rows only (a padding row is never read)
+        batch_at = lambda i: (index[i], mask[i]) + (() if dropout_key is None else (i,))  # noqa: E731
+        steps = (n + batch_size - 1) // batch_size
+        state, sums, diverged_at = jax.lax.fori_loop(0, steps, lambda i, carry: body(carry, batch_at(i))[0], init)
+    else:
+        batches = (index, mask) if dropout_key is None else (index, mask, jnp.arange(n_batches))
+        (state, sums, diverged_at), _ = jax.lax.scan(body, init, batches)
     if unravel is not None:
         opt_state = _map_param_trees(unravel, start_opt_state, state.opt_state, params_def)
         state = state._replace(params=unravel(state.params), opt_state=opt_state)
@@ -352,9 +363,11 @@ run_epoch = functools.partial(
 )(_epoch)
 
 
-def _evaluate(params: Params, x: Array, y: Array, weight_decay: Array, *, model: ModelSpec) -> dict:
-    """Objective, accuracy (classification) and R² (regression) on a whole set, in one dispatch."""
-    mask = jnp.ones((x.shape[0],), x.dtype)
+def _evaluate(params: Params, x: Array, y: Array, weight_decay: Array, rows: Optional[Array] = None, *,
+              model: ModelSpec) -> dict:  # fmt: skip
+    """Objective, accuracy (classification) and R² (regression) on a whole set, in one dispatch;
+    ``rows`` (int32 []): only the first ``rows`` rows are the set (the rest padding), None: all."""
+    mask = (jnp.ones((x.shape[0],), bool) if rows is None else jnp.arange(x.shape[0]) < rows).astype(x.dtype)
     value, scores = objective_and_scores(
         params,
         (x, y),
@@ -366,19 +379,23 @@ def _evaluate(params: Params, x: Array, y: Array, weight_decay: Array, *, model:
         compute_dtype=model.compute_dtype,
     )
     if model.classification:
-        return {"loss": value, "accuracy": correct_count(scores, y, mask, model) / x.shape[0]}
+        return {"loss": value, "accuracy": correct_count(scores, y, mask, model) / jnp.sum(mask)}
     mean = jnp.exp(scores) if model.loss == "poisson" else scores
-    return {"loss": value, "r2": r2_score(y.reshape(scores.shape), mean)}
+    return {"loss": value, "r2": r2_score(y.reshape(scores.shape), mean, mask)}
 
 
-def r2_score(target: Array, prediction: Array) -> Array:
+def r2_score(target: Array, prediction: Array, mask: Optional[Array] = None) -> Array:
     """R² [] of ``prediction`` for ``target`` ([n] or [n, k]): the mean over outputs of each one's
     1 − Σ residual² / Σ (y − ȳ)², as scikit-learn's ``r2_score`` (multioutput="uniform_average");
-    an output constant in ``target`` scores 1 when predicted exactly, else 0 (its ``force_finite``)."""
+    an output constant in ``target`` scores 1 when predicted exactly, else 0 (its ``force_finite``).
+    ``mask`` [n] (0/1): only the rows it marks count; None: all."""
     target = target.reshape(target.shape[0], -1)
     prediction = prediction.reshape(target.shape)
-    residual = jnp.sum((target - prediction) ** 2, axis=0)
-    total = jnp.sum((target - target.mean(axis=0)) ** 2, axis=0)
+    if mask is None:
+        mask = jnp.ones((target.shape[0],), target.dtype)
+    mask = mask.astype(target.dtype)[:, None]
+    residual = jnp.sum(mask * (target - prediction) ** 2, axis=0)
+    total = jnp.sum(mask * (target - jnp.sum(mask * target, axis=0) / jnp.sum(mask)) ** 2, axis=0)
     per_output = jnp.where(
         total > 0, 1.0 - residual / jnp.where(total > 0, total, 1.0), jnp.where(residual > 0, 0.0, 1.0)
     )

@@ -275,7 +275,9 @@ def test_an_ensemble_with_a_validation_fraction_shares_one_held_out_split(digits
     x, y = digits
     ensemble = ffnn_jax.train(x, y, ensemble=2, validation_fraction=0.25, **BASE)
     alone = ffnn_jax.train(x, y, validation_fraction=0.25, **BASE)  # seed 0 draws the same split
-    assert ensemble.members[0].history["val_loss"] == alone.history["val_loss"]
+    assert_trees_all_equal(ensemble.members[0].params, alone.params)
+    # the masked mean over the (padded) held-out rows may round a last bit apart when vmapped
+    np.testing.assert_allclose(ensemble.members[0].history["val_loss"], alone.history["val_loss"], rtol=1e-6)
 
 
 def test_float64_members_train_in_float64(digits):
