@@ -10,6 +10,7 @@ import gzip
 import os
 import re
 import struct
+import warnings
 import zipfile
 import zlib
 from importlib import resources
@@ -19,7 +20,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from ._download import load_official
-from ._errors import check_real
+from ._errors import check_real, user_stacklevel
 from ._labels import _labels_array, is_label_column
 from ._sparse import SparseRows, from_scipy, is_scipy_sparse
 
@@ -595,6 +596,8 @@ def _csv_rows(path: str):
             f.seek(0)
             reader = csv.reader(f, delimiter=delimiter, strict=True)
             held, drop_index, first = None, False, True  # held: a header with an empty first name
+            seen: set = set()  # the dropped column's numbers; an index's are distinct and not negative
+            index_like = True
             for cells in reader:
                 if not cells:
                     continue
@@ -615,9 +618,21 @@ def _csv_rows(path: str):
                         f"row index, dropped), but line {reader.line_num} holds {cells[0].strip()!r} there; name "
                         "that column in the header if it is a feature"
                     )
+                if drop_index and index_like and _is_number(cells[0]):
+                    value = float(cells[0])
+                    index_like = value >= 0 and value not in seen
+                    seen.add(value)
                 yield reader.line_num, cells[1:] if drop_index else cells
             if held is not None:  # a header and no rows
                 yield held[0], held[1][1:]
+            if drop_index and not index_like:
+                warnings.warn(
+                    f"CSV file {path!r}: its first column has no name in the header and holds whole numbers, "
+                    "repeated or negative ones, unlike a row index; it was read as one (as pandas' to_csv writes "
+                    "it) and dropped: name that column in the header if it is a feature",
+                    UserWarning,
+                    stacklevel=user_stacklevel(),
+                )
     except UnicodeDecodeError as error:
         raise ValueError(f"CSV file {path!r} is not UTF-8 text ({error.reason}); is it a CSV file?") from None
     except csv.Error as error:

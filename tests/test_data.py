@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -327,6 +328,23 @@ def test_an_unnamed_first_column_is_a_feature_unless_it_holds_whole_numbers_like
     assert csv_header(_csv(tmp_path, ",a,label\n5.1,2,0\n4.9,4,1\n")) == ("", "a", "label")
     with pytest.raises(ValueError, match=r"first column has no name.*line 3 holds '1.5'.*name that column"):
         load_csv(_csv(tmp_path, ",a,label\n0,2,0\n1.5,4,1\n"))
+
+
+@pytest.mark.parametrize("column", ["0 1 2", "1 2 3", "12 0 7", "a b c"])  # 12 0 7: a split's index
+def test_an_unnamed_column_that_numbers_or_names_the_rows_is_dropped_without_a_word(tmp_path, column):
+    text = ",a,label\n" + "".join(f"{cell},{i},{i % 2}\n" for i, cell in enumerate(column.split()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x, _ = load_csv(_csv(tmp_path, text))
+    np.testing.assert_array_equal(x, [[0], [1], [2]])
+
+
+@pytest.mark.parametrize("column", ["3 3 5", "2 -1 4"])
+def test_an_unnamed_column_of_whole_numbers_unlike_a_row_index_is_dropped_with_a_warning(tmp_path, column):
+    text = ",a,label\n" + "".join(f"{cell},{i},{i % 2}\n" for i, cell in enumerate(column.split()))
+    with pytest.warns(UserWarning, match=r"first column has no name.*repeated or negative.*name that column"):
+        x, _ = load_csv(_csv(tmp_path, text))
+    np.testing.assert_array_equal(x, [[0], [1], [2]])
 
 
 MISSING = [
