@@ -102,7 +102,11 @@ def evaluate(
             f"[n, {n_out}], or class labels as integers (or task='classification') for a classifier"
         )
     model = ModelSpec(activation, loss, task == "classification")
-    metrics = evaluate_arrays(params, x, y, jax.device_put(np.float32(weight_decay)), model=model)
+    rows = None
+    if is_bucketed(x) and isinstance(y, np.ndarray):  # sets of nearby sizes share one program
+        rows, size = np.int32(len(x)), placed_rows(x)
+        x, y = padded(x, size), padded(y, size)
+    metrics = evaluate_arrays(params, x, y, jax.device_put(np.float32(weight_decay)), rows, model=model)
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 

@@ -103,3 +103,23 @@ def test_predictions_for_nearby_sizes_reuse_one_program_and_have_one_row_per_inp
         np.testing.assert_allclose(proba, expected[:n], rtol=1e-6)
         np.testing.assert_array_equal(result.predict(x[:n]), np.argmax(expected[:n], axis=1))
     assert _inference._outputs._cache_size() == compiled + 1  # the labels' program, once
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_evaluating_sets_of_nearby_sizes_reuses_one_program_and_scores_the_real_rows(monkeypatch, task):
+    from ffnn_jax import _step
+
+    x, y = _digits_like(400)
+    if task == "regression":
+        y = (x[:, :2] @ np.ones(2)).astype(np.float32)
+    result = ffnn_jax.train(x, y, hidden_sizes=(6,), epochs=1, task=task)
+    ffnn_jax.evaluate(result.params, x[:359], y[:359])
+    compiled = _step.evaluate_arrays._cache_size()
+    padded = {n: ffnn_jax.evaluate(result.params, x[:n], y[:n]) for n in (360, 383)}
+    assert _step.evaluate_arrays._cache_size() == compiled
+    monkeypatch.setattr(_buckets, "_MOST_BYTES", -1)  # nothing is small enough to pad
+    for n, metrics in padded.items():
+        as_it_is = ffnn_jax.evaluate(result.params, x[:n], y[:n])
+        assert metrics.keys() == as_it_is.keys() == {"loss", "accuracy" if task == "classification" else "r2"}
+        for name in metrics:
+            np.testing.assert_allclose(metrics[name], as_it_is[name], rtol=1e-5)
