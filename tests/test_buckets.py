@@ -81,12 +81,18 @@ def test_a_padded_validation_set_scores_its_real_rows_only():
     np.testing.assert_allclose(result.history["val_loss"][-1], expected["loss"], rtol=1e-5)
 
 
-def test_cross_validation_folds_of_two_sizes_run_in_one_program():
+def test_cross_validation_folds_of_two_sizes_run_in_one_program_each_member_as_its_train_call():
     x, y = _digits_like(100)
-    result = ffnn_jax.sweep(x, y, grid={"learning_rate": [0.01, 0.1]}, hidden_sizes=(5,), epochs=2, folds=3)
+    settings = dict(hidden_sizes=(5,), epochs=2, batch_size=16)
+    result = ffnn_jax.sweep(x, y, grid={"learning_rate": [0.01, 0.1]}, folds=3, refit=False, **settings)
     assert result.programs == 1  # folds of 66 and 67 training rows
-    key = f"returned_{result.monitor}"
-    assert len(result.table) == 2 and all(np.isfinite(row[key]) for row in result.table)
+    pairs = ffnn_jax._sweep.fold_pairs(3, x, y, seed=0)
+    assert len({len(train_rows) for train_rows, _ in pairs}) == 2
+    for member, (train_rows, held_rows) in zip(result.results[3:], pairs):  # learning rate 0.1
+        alone = ffnn_jax.train(x[train_rows], y[train_rows], validation_data=(x[held_rows], y[held_rows]),
+                               learning_rate=0.1, **settings)  # fmt: skip
+        assert_trees_all_close(member.params, alone.params, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(member.history["val_loss"], alone.history["val_loss"], rtol=1e-5)
 
 
 def test_predictions_for_nearby_sizes_reuse_one_program_and_have_one_row_per_input():
