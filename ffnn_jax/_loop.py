@@ -144,10 +144,10 @@ def _run_epochs(
 
     ``train_data`` is ``(x [n, d], y, sample_weight [n] or None, rows)`` and ``val_data``
     ``(x_val, y_val, rows)`` or None; ``rows`` (int32 [] or None) counts the real rows of arrays
-    padded to their bucket (:mod:`ffnn_jax._buckets`). The loop ends early when the run stops or diverges. Returns the
-    new run and ``(rows, flags)``: rows float32 [len(names), chunk] (the history of the epochs
-    this dispatch completed, names as :func:`history_names`) and flags int32 [5]: epoch,
-    stopped, diverged, diverged_step, best_epoch (one host transfer each).
+    padded to their bucket (:mod:`ffnn_jax._buckets`). The loop ends early when the run stops or
+    diverges. Returns the new run and ``(rows, flags)``: rows float32 [len(names), chunk] (the
+    history of the epochs this dispatch completed, names as :func:`history_names`) and flags
+    int32 [5]: epoch, stopped, diverged, diverged_step, best_epoch (one host transfer each).
     """
     names = history_names(spec.model, val_data is not None, run.train.opt_state)
 
